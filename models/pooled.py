@@ -1,0 +1,99 @@
+"""The seed's ``DminRegressorLSTM``: one Dmin per sequence, with the seed's pooling variants."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from models.normalization import InputNormalizer
+
+Pooling = Literal["mean", "last", "attention", "multihead"]
+POOLINGS: tuple[str, ...] = ("mean", "last", "attention", "multihead")
+
+
+class DminRegressorLSTM(nn.Module):
+    """LSTM (bi- or unidirectional) -> pooling over time -> MLP -> sigmoid: one value in [0, 1].
+
+    Pooling (from the seed): ``mean`` (neutral, uses every step), ``last`` (final output),
+    ``attention`` (one learned score per step, softmax, weighted sum: interpretable) and
+    ``multihead`` (``nn.MultiheadAttention`` self-attention, then mean over time).
+    ``forward`` returns ``y [B]``, or ``(y [B], weights)`` for the attention poolings:
+    ``[B, T]`` for ``attention``, ``[B, heads, T, T]`` for ``multihead``.
+    """
+
+    kind = "pooled"
+
+    def __init__(
+        self,
+        input_size: int = 2,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        bidirectional: bool = True,
+        pooling: Pooling = "mean",
+        *,
+        num_heads: int = 4,
+        r_max_m: float = 1000.0,
+        normalize: bool = True,
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.config = dict(
+            input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+            bidirectional=bidirectional, pooling=pooling, num_heads=num_heads, r_max_m=r_max_m,
+            normalize=normalize,
+        )
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        self.pooling = pooling
+        # raw [amplitude, distance] samples are normalised as for the per-step models
+        normalized = normalize and input_size == 2
+        self.normalizer = InputNormalizer(r_max_m) if normalized else nn.Identity()
+        self.lstm = nn.LSTM(
+            InputNormalizer.FEATURES if normalized else input_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional
+        )
+        width = hidden_size * (2 if bidirectional else 1)
+        if pooling == "attention":
+            self.attn = nn.Linear(width, 1)
+        elif pooling == "multihead":
+            if width % num_heads:
+                raise ValueError(f"LSTM output width {width} is not divisible by num_heads={num_heads}")
+            self.attn = nn.MultiheadAttention(width, num_heads, batch_first=True)
+        self.regressor = nn.Sequential(nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor):
+        out, _ = self.lstm(self.normalizer(x))  # [B, T, width]
+        weights = None
+        if self.pooling == "mean":
+            context = out.mean(dim=1)
+        elif self.pooling == "last":
+            context = out[:, -1, :]
+        elif self.pooling == "attention":
+            weights = torch.softmax(self.attn(out).squeeze(-1), dim=1)  # [B, T]
+            context = torch.sum(weights.unsqueeze(-1) * out, dim=1)
+        else:
+            attended, weights = self._self_attention(out)
+            context = attended.mean(dim=1)
+        y = self.regressor(context).squeeze(-1)
+        return y if weights is None else (y, weights)
+
+    def _self_attention(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``self.attn(out, out, out)`` written out with the module's own weights.
+
+        Same numbers as ``nn.MultiheadAttention`` (tested), but with reshapes that keep the time
+        axis dynamic in the ONNX graph (the module's fused path bakes the traced length in).
+        """
+        mha = self.attn
+        heads = mha.num_heads
+        b, t, width = out.shape
+        d = width // heads
+        qkv = nn.functional.linear(out, mha.in_proj_weight, mha.in_proj_bias)
+        q, k, v = qkv.chunk(3, dim=-1)
+        split = lambda z: z.reshape(b, t, heads, d).transpose(1, 2)  # noqa: E731  [B, h, T, d]
+        q, k, v = split(q), split(k), split(v)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / (d**0.5), dim=-1)  # [B, h, T, T]
+        attended = (weights @ v).transpose(1, 2).reshape(b, t, width)
+        return mha.out_proj(attended), weights

@@ -1,0 +1,78 @@
+"""Saving and loading weights without pickle: safetensors + a JSON side file.
+
+A ``.pt``/``.pth`` state dict is read only with ``torch.load(weights_only=True)``; anything that
+needs arbitrary unpickling is refused with :class:`UnsafeWeightsError` before it can run code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, corrupt, or does not match its model."""
+
+
+class UnsafeWeightsError(WeightsError):
+    """A weights file would need pickle (arbitrary code execution) to load: refused."""
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, meta: dict[str, Any]) -> tuple[Path, Path]:
+    """Write ``path.safetensors`` and ``path.json`` (config, normalisation, metrics...)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    st = path.with_suffix(".safetensors")
+    save_file(tensors, str(st))
+    js = path.with_suffix(".json")
+    js.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return st, js
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a safetensors file, or a pickle-free ``torch.save`` state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise WeightsError(f"{path}: not a valid safetensors file ({exc})") from exc
+    if path.suffix in (".pt", ".pth", ".bin"):
+        try:
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UnsafeWeightsError(
+                f"{path}: refused: loading it would need pickle beyond plain tensors "
+                f"(weights_only=True failed: {type(exc).__name__}). Convert it to safetensors."
+            ) from exc
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise WeightsError(f"{path}: expected a flat state dict of tensors")
+        return state
+    raise WeightsError(f"{path}: unknown weights format (use .safetensors)")
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    js = Path(path).with_suffix(".json")
+    if not js.is_file():
+        raise WeightsError(f"metadata file not found: {js}")
+    try:
+        return json.loads(js.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"{js}: invalid JSON ({exc})") from exc
+
+
+def load_into(model: torch.nn.Module, path: str | Path) -> torch.nn.Module:
+    """Load weights into ``model`` strictly; a shape or key mismatch is a :class:`WeightsError`."""
+    state = read_state_dict(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: does not match {type(model).__name__}: {exc}") from exc
+    return model.eval()

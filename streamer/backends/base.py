@@ -1,0 +1,52 @@
+"""The stepping interface every backend implements (river-style: tiny, explicit)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+
+class StepBackend(ABC):
+    """Runs the causal model over ``x [B, T, C]`` from explicit states ``h, c [L, B, H]``.
+
+    ``run`` returns ``(y [B, T], h_new, c_new)`` as float32 numpy arrays. Outputs may be views of
+    buffers the backend reuses: they are valid until the next ``run`` call, so callers copy what
+    they keep (the engine scatters states into its own pool right away). Stepping one sample at a
+    time must equal one call over the whole sequence, for any split (the conformance suite checks).
+    """
+
+    name: str = "?"
+    num_layers: int
+    hidden_size: int
+    input_size: int
+    r_max_m: float
+
+    @abstractmethod
+    def run(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ...
+
+    def zero_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.num_layers, batch, self.hidden_size)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.num_layers}x{self.hidden_size} LSTM)"
+
+
+BACKENDS = ("onnx", "torch")
+"""Known backends; the first is the default (chosen from ``radarstream bench stream``)."""
+
+
+def make_backend(name: str = BACKENDS[0], weights_dir: str | Path | None = None, *, threads: int = 1) -> StepBackend:
+    """A backend over the causal model in ``weights_dir`` (default: the shipped weights)."""
+    if name == "torch":
+        from streamer.backends.torch_backend import TorchBackend
+
+        return TorchBackend.from_weights(weights_dir, threads=threads)
+    if name == "onnx":
+        from streamer.backends.onnx_backend import OnnxBackend
+
+        return OnnxBackend.from_weights(weights_dir, threads=threads)
+    raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")

@@ -1,0 +1,77 @@
+"""onnxruntime backend: the exported step/chunk graph, run through IOBinding with output buffers
+preallocated per (batch, time) shape, so a step allocates nothing on the hot path."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from models.bundle import load_model, shipped_weights_dir
+from streamer.backends.base import StepBackend
+
+
+def session_options(threads: int = 1) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+class OnnxBackend(StepBackend):
+    name = "onnx"
+
+    def __init__(self, onnx_path: str | Path, *, r_max_m: float, threads: int = 1, max_cached_shapes: int = 64):
+        self.path = Path(onnx_path)
+        self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=["CPUExecutionProvider"])
+        shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        if set(shapes) != {"x", "h0", "c0"}:
+            raise ValueError(f"{self.path}: not a causal step graph (inputs {sorted(shapes)})")
+        self.num_layers = int(shapes["h0"][0])
+        self.hidden_size = int(shapes["h0"][2])
+        self.input_size = int(shapes["x"][2])
+        self.r_max_m = float(r_max_m)
+        self._bindings: dict[tuple[int, int], tuple[ort.IOBinding, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._max_cached = max_cached_shapes
+
+    @classmethod
+    def from_weights(cls, weights_dir: str | Path | None = None, *, threads: int = 1) -> "OnnxBackend":
+        base = Path(weights_dir) if weights_dir is not None else shipped_weights_dir()
+        model, meta = load_model("causal", base)
+        path = base / "causal.onnx"
+        if not path.is_file():  # weights without an export: export once into a temp folder
+            from models.export import export_causal
+
+            path = export_causal(model, Path(tempfile.mkdtemp(prefix="radarstream-onnx-")) / "causal.onnx")
+        return cls(path, r_max_m=float(meta["config"]["r_max_m"]), threads=threads)
+
+    def _binding(self, b: int, t: int):
+        key = (b, t)
+        hit = self._bindings.get(key)
+        if hit is None:
+            if len(self._bindings) >= self._max_cached:
+                self._bindings.clear()
+            io = self.session.io_binding()
+            y = np.empty((b, t), np.float32)
+            hn = np.empty((self.num_layers, b, self.hidden_size), np.float32)
+            cn = np.empty_like(hn)
+            for name, arr in (("y", y), ("hn", hn), ("cn", cn)):
+                io.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+            hit = self._bindings[key] = (io, y, hn, cn)
+        return hit
+
+    def run(self, x, h, c):
+        x = np.ascontiguousarray(x, np.float32)
+        h = np.ascontiguousarray(h, np.float32)
+        c = np.ascontiguousarray(c, np.float32)
+        b, t = x.shape[0], x.shape[1]
+        io, y, hn, cn = self._binding(b, t)
+        for name, arr in (("x", x), ("h0", h), ("c0", c)):
+            io.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+        self.session.run_with_iobinding(io)
+        return y, hn, cn

@@ -1,0 +1,270 @@
+"""Per-sensor state and adaptive execution of the causal model (no sockets here).
+
+The engine takes decoded ``samples`` blocks of many sensors, applies the stream policy
+(duplicates, gaps, restarts, epochs; docs/reliability.md) and runs the backend as few times as
+possible: the runs of all sensors that have the same number of new samples go through one batched
+call (``B`` sensors × ``T`` samples), so 1,000 sensors with one new sample each cost one step of
+batch 1,000, and a sensor with 64 new samples costs one sequence call. Because every call starts
+from each sensor's own carried ``(h, c)``, the output equals one pass of the model over each
+sensor's whole stream, however the stream was split into messages.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamer.backends.base import StepBackend
+
+
+@dataclass(frozen=True)
+class StreamPolicy:
+    """What the engine does with an imperfect stream. Every action is counted and reported."""
+
+    max_gap: int = 100
+    """A gap of more than this many missing samples resets the sensor's state (the model's memory
+    of a pass it lost the middle of is worse than a fresh start); smaller gaps carry the state on."""
+    duplicate_window: int = 4096
+    """A message whose samples all lie at most this far behind the expected sequence number is a
+    duplicate (dropped). Further behind means the sensor restarted: state reset, message kept."""
+    max_sensors: int = 65536
+    """Samples of new sensors beyond this many are dropped (``sensor_limit``), never crash."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the engine did to a sensor's stream; published on ``event/<sensor>``."""
+
+    sensor: str
+    type: str
+    seq: int
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Predictions for consecutive samples of one sensor (one pred message)."""
+
+    sensor: str
+    epoch: int
+    seq: int
+    t0_ns: int
+    period_ns: int
+    x: np.ndarray  # [T, C] the input samples
+    y: np.ndarray  # [T] the causal estimates (Dmin / R_max)
+    recv_ns: np.ndarray  # [T] receive time of each sample's message (for latency)
+    reset_before: bool  # the state was reset just before this run's first sample
+
+
+@dataclass
+class SensorState:
+    """What the engine carries per sensor: a slot in the state pool and where the stream is."""
+
+    slot: int
+    epoch: int
+    next_seq: int
+    period_ns: int = 0
+    samples: int = 0
+    counters: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class _Pending:
+    sensor: str
+    epoch: int
+    seq: int
+    t0_ns: int
+    period_ns: int
+    parts: list[np.ndarray]
+    recv: list[np.ndarray]
+    reset_before: bool
+    count: int = 0
+
+
+class StatePool:
+    """``(h, c)`` of every sensor in two arrays ``[layers, capacity, hidden]`` (grows by doubling)."""
+
+    def __init__(self, num_layers: int, hidden_size: int, capacity: int = 64):
+        self.h = np.zeros((num_layers, capacity, hidden_size), np.float32)
+        self.c = np.zeros_like(self.h)
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+
+    def allocate(self) -> int:
+        if not self._free:
+            old = self.h.shape[1]
+            grow = lambda a: np.concatenate([a, np.zeros_like(a)], axis=1)  # noqa: E731
+            self.h, self.c = grow(self.h), grow(self.c)
+            self._free = list(range(2 * old - 1, old - 1, -1))
+        slot = self._free.pop()
+        self.reset(slot)
+        return slot
+
+    def release(self, slot: int) -> None:
+        self.reset(slot)
+        self._free.append(slot)
+
+    def reset(self, slot: int) -> None:
+        self.h[:, slot] = 0.0
+        self.c[:, slot] = 0.0
+
+
+class StreamEngine:
+    """Per-sensor state + batched execution over a :class:`StepBackend`."""
+
+    def __init__(self, backend: StepBackend, policy: StreamPolicy = StreamPolicy()):
+        self.backend = backend
+        self.policy = policy
+        self.pool = StatePool(backend.num_layers, backend.hidden_size)
+        self.sensors: dict[str, SensorState] = {}
+        self.counters: Counter = Counter()  # global counters by reason
+        self.calls: Counter = Counter()  # backend calls by (batch, time) shape, for the benchmark
+
+    # ------------------------------------------------------------ state control
+
+    def reset(self, sensor: str, reason: str = "explicit") -> Event | None:
+        """Zero a sensor's state (``event`` type ``reset``); None if the sensor is unknown."""
+        st = self.sensors.get(sensor)
+        if st is None:
+            return None
+        self.pool.reset(st.slot)
+        self._count(st, f"reset_{reason}")
+        return Event(sensor, "reset", st.next_seq, {"reason": reason})
+
+    def forget(self, sensor: str) -> None:
+        """Drop a sensor entirely (its slot is reused)."""
+        st = self.sensors.pop(sensor, None)
+        if st is not None:
+            self.pool.release(st.slot)
+
+    def get_state(self, sensor: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Copies of ``(h, c)`` [layers, hidden], the epoch and the next expected sequence number:
+        all a sensor's state is, so it can be checkpointed or moved to another worker."""
+        st = self.sensors[sensor]
+        return self.pool.h[:, st.slot].copy(), self.pool.c[:, st.slot].copy(), st.epoch, st.next_seq
+
+    def set_state(self, sensor: str, h: np.ndarray, c: np.ndarray, epoch: int, next_seq: int) -> None:
+        """Resume a sensor from a checkpoint (e.g. replay seeking from a recorded state)."""
+        st = self.sensors.get(sensor)
+        if st is None:
+            st = self.sensors[sensor] = SensorState(self.pool.allocate(), epoch, next_seq)
+        st.epoch, st.next_seq = epoch, next_seq
+        self.pool.h[:, st.slot] = h
+        self.pool.c[:, st.slot] = c
+
+    def _count(self, st: SensorState | None, reason: str, n: int = 1) -> None:
+        self.counters[reason] += n
+        if st is not None:
+            st.counters[reason] += n
+
+    # ------------------------------------------------------------ processing
+
+    def process(
+        self, items: list[tuple[str, Any, int]]
+    ) -> tuple[list[Run], list[Event]]:
+        """Run the model on a drained batch of ``(sensor, samples Block, recv_ns)`` in arrival
+        order. Returns the prediction runs and the stream events, both in a deterministic order."""
+        events: list[Event] = []
+        pending: dict[str, list[_Pending]] = {}
+        for sensor, block, recv_ns in items:
+            self._admit(sensor, block, recv_ns, pending, events)
+        runs = self._execute(pending)
+        return runs, events
+
+    def _admit(self, sensor, block, recv_ns, pending, events) -> None:
+        pol = self.policy
+        count = block.count
+        st = self.sensors.get(sensor)
+        reset_before = False
+        if st is None:
+            if len(self.sensors) >= pol.max_sensors:
+                self._count(None, "sensor_limit", count)
+                events.append(Event(sensor, "dropped", block.seq, {"reason": "sensor_limit", "count": count}))
+                return
+            st = self.sensors[sensor] = SensorState(self.pool.allocate(), block.epoch, block.seq, block.period_ns)
+            self._count(st, "new_sensor")
+            events.append(Event(sensor, "new_sensor", block.seq, {"sensor_epoch": block.epoch}))
+            reset_before = True
+        elif block.epoch != st.epoch:
+            events.append(Event(sensor, "epoch_change", block.seq, {"old_epoch": st.epoch, "new_epoch": block.epoch, "action": "reset"}))
+            self._count(st, "epoch_change")
+            st.epoch, st.next_seq = block.epoch, block.seq
+            reset_before = True
+        seq, data, offset = block.seq, block.data, 0
+        if seq < st.next_seq:
+            behind = st.next_seq - seq
+            if seq + count <= st.next_seq and behind <= pol.duplicate_window:
+                self._count(st, "duplicate", count)
+                events.append(Event(sensor, "duplicate", seq, {"count": count, "action": "drop"}))
+                return
+            if seq + count > st.next_seq and behind <= pol.duplicate_window:
+                offset = st.next_seq - seq  # overlap: keep only the new tail
+                self._count(st, "duplicate", offset)
+                events.append(Event(sensor, "duplicate", seq, {"count": offset, "action": "drop_overlap"}))
+            else:
+                self._count(st, "backwards")
+                events.append(Event(sensor, "backwards", seq, {"expected": st.next_seq, "action": "reset"}))
+                st.next_seq = seq
+                reset_before = True
+        elif seq > st.next_seq:
+            missing = seq - st.next_seq
+            action = "reset" if missing > pol.max_gap else "continue"
+            self._count(st, "gap")
+            self._count(st, "gap_samples", missing)
+            events.append(Event(sensor, "gap", st.next_seq, {"from_seq": st.next_seq, "to_seq": seq - 1, "count": missing, "action": action}))
+            if action == "reset":
+                reset_before = True
+        first = seq + offset
+        n = count - offset
+        st.next_seq = first + n
+        st.period_ns = block.period_ns
+        st.samples += n
+        self._count(st, "samples", n)
+        runs = pending.setdefault(sensor, [])
+        last = runs[-1] if runs else None
+        t0 = block.t0_ns + offset * block.period_ns
+        part = data[offset:]
+        recv = np.full(n, recv_ns, np.int64)
+        if last is not None and not reset_before and last.seq + last.count == first:
+            last.parts.append(part)
+            last.recv.append(recv)
+            last.count += n
+        else:  # a reset starts a new run: runs of one sensor execute in order, one per round
+            runs.append(_Pending(sensor, st.epoch, first, t0, block.period_ns, [part], [recv], reset_before, n))
+
+    def _execute(self, pending: dict[str, list[_Pending]]) -> list[Run]:
+        runs: list[Run] = []
+        rounds = max((len(v) for v in pending.values()), default=0)
+        for r in range(rounds):
+            by_len: dict[int, list[_Pending]] = {}
+            for sensor_runs in pending.values():
+                if r < len(sensor_runs):
+                    p = sensor_runs[r]
+                    by_len.setdefault(p.count, []).append(p)
+            for t, group in by_len.items():
+                runs.extend(self._run_group(t, group))
+        return runs
+
+    def _run_group(self, t: int, group: list[_Pending]) -> list[Run]:
+        slots = np.fromiter((self.sensors[p.sensor].slot for p in group), np.int64, len(group))
+        for p in group:  # resets decided while admitting apply here, after the sensor's earlier runs
+            if p.reset_before:
+                self.pool.reset(self.sensors[p.sensor].slot)
+        if len(group) == 1:
+            p = group[0]
+            x = (p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts))[None]
+        else:
+            x = np.stack([p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts) for p in group])
+        h = self.pool.h[:, slots]
+        c = self.pool.c[:, slots]
+        y, hn, cn = self.backend.run(x, h, c)
+        self.pool.h[:, slots] = hn
+        self.pool.c[:, slots] = cn
+        self.calls[(len(group), t)] += 1
+        out = []
+        for k, p in enumerate(group):
+            recv = p.recv[0] if len(p.recv) == 1 else np.concatenate(p.recv)
+            out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k].copy(), recv, p.reset_before))
+        return out

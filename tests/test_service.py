@@ -1,0 +1,109 @@
+"""The service over real ZeroMQ sockets: predictions equal the offline run; bad input is counted,
+published and never crashes anything."""
+
+import numpy as np
+import pytest
+import torch
+
+from models.bundle import load_model
+from streamer import protocol as P
+from streamer.publisher import FeedConfig, SimulatedFeed
+from tests.streamkit import collect, events, preds_by_sensor, running_service
+
+
+def offline(weights, x):
+    model, _ = load_model("causal", weights)
+    with torch.no_grad():
+        return model(torch.from_numpy(x[None]))[0][0].numpy()
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+@pytest.mark.parametrize("per_message", [1, 7])
+def test_simulated_feed_predictions_equal_offline_full_sequence(tiny_weights, backend, per_message):
+    feed = SimulatedFeed(FeedConfig(sensors=3, samples_per_message=per_message, seed=5, realtime=False))
+    n_msgs = 30
+    sent = {s: [] for s in feed.sensor_ids}
+    with running_service(tiny_weights, backend) as (service, pub, out):
+        for _ in range(n_msgs):
+            for frames in feed.next_messages():
+                m = P.decode_message(frames)
+                sent[m.sensor].append(np.array(m.block.data))
+                pub.send_multipart(frames)
+        total = n_msgs * per_message
+        msgs = collect(out, lambda ms: all(len(preds_by_sensor(ms).get(s, {})) >= total for s in feed.sensor_ids))
+    got = preds_by_sensor(msgs)
+    for s in feed.sensor_ids:
+        x = np.concatenate(sent[s])
+        y = np.array([got[s][k][0] for k in range(total)])
+        assert np.abs(y - offline(tiny_weights, x)).max() < 1e-5
+        ym = np.array([got[s][k][1] for k in range(total)])
+        assert np.allclose(ym, y * 1000.0, rtol=1e-6)
+        lat = np.array([got[s][k][2] for k in range(total)])
+        assert np.all(lat > 0) and np.all(lat < 5e6)
+    # slow joiner handled: each sensor's first message starts it, no false gap
+    assert not events(msgs, "gap")
+    assert len(events(msgs, "new_sensor")) == 3
+
+
+def _samples(sensor, seq, data, epoch=1):
+    return P.encode_message(P.Message(P.Kind.SAMPLES, sensor, P.make_block(
+        P.Kind.SAMPLES, np.asarray(data, np.float32), epoch=epoch, seq=seq, t0_ns=seq, period_ns=1)))
+
+
+def test_bad_input_is_dropped_counted_and_published(tiny_weights):
+    good = np.abs(np.random.default_rng(0).normal(size=(40, 2))).astype(np.float32)
+    bad_frames = {
+        "truncated": [b"samples/bad", b"RSTM\x01"],
+        "bad_magic": [b"samples/bad", b"XXXX" + _samples("bad", 0, good[:2])[1][4:]],
+        "unknown_version": [b"samples/bad", _samples("bad", 0, good[:2])[1][:4] + b"\x09\x00" + _samples("bad", 0, good[:2])[1][6:]],
+        "size_mismatch": [b"samples/bad", _samples("bad", 0, good[:2])[1][:-4]],
+        "non_finite": [b"samples/bad", _samples("bad", 0, good[:2])[1][:48] + np.array([np.nan, 1, 2, 3], "<f4").tobytes()],
+        "bad_channels": [b"samples/bad", P.encode_block(P.make_block(P.Kind.SAMPLES, np.ones((2, 3), np.float32), epoch=1, seq=0, t0_ns=0, period_ns=1))],
+        "oversize": _samples("bad", 0, np.ones((600, 2))),
+        "bad_topic": [b"samples/bad sensor!", _samples("bad", 0, good[:2])[1]],
+        "bad_frames": [b"samples/bad"],
+    }
+    with running_service(tiny_weights, "onnx", max_samples_per_message=500) as (service, pub, out):
+        pub.send_multipart(_samples("ok", 0, good[:20]))
+        for frames in bad_frames.values():
+            pub.send_multipart(frames)
+        pub.send_multipart(_samples("ok", 20, good[20:]))
+        msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("ok", {})) >= 40 and len(events(ms, "malformed")) >= len(bad_frames))
+        stats = service.snapshot()
+    got = preds_by_sensor(msgs)
+    y = np.array([got["ok"][k][0] for k in range(40)])
+    assert np.abs(y - offline(tiny_weights, good)).max() < 1e-5  # the good sensor is unaffected
+    reasons = sorted(e.meta["reason"] for e in events(msgs, "malformed"))
+    assert reasons == sorted(bad_frames)
+    assert stats["decode_errors"] == {r: 1 for r in bad_frames}
+    # malformed frames of a parseable sensor are published on that sensor's event topic
+    assert {e.sensor for e in events(msgs, "malformed")} == {"bad", "_service"}
+
+
+def test_gap_epoch_and_explicit_reset_are_published(tiny_weights):
+    x = np.abs(np.random.default_rng(1).normal(size=(30, 2))).astype(np.float32)
+    with running_service(tiny_weights, "onnx") as (service, pub, out):
+        pub.send_multipart(_samples("a", 0, x[:10]))
+        pub.send_multipart(_samples("a", 15, x[10:15]))  # 5 lost
+        pub.send_multipart(_samples("a", 15, x[10:15]))  # duplicate
+        pub.send_multipart(_samples("a", 0, x[15:20], epoch=2))  # publisher restarted
+        pub.send_multipart(P.encode_message(P.make_event("a", "reset", epoch=2, seq=5, t_ns=0)))
+        pub.send_multipart(_samples("a", 5, x[20:30], epoch=2))
+        msgs = collect(out, lambda ms: len(events(ms, "reset")) >= 1 and sum(m.block.count for m in ms if m.kind is P.Kind.PRED) >= 25)
+    ev = {e.meta["type"]: e for e in events(msgs)}
+    assert ev["gap"].meta["from_seq"] == 10 and ev["gap"].meta["to_seq"] == 14 and ev["gap"].meta["count"] == 5
+    assert ev["duplicate"].meta["count"] == 5
+    assert ev["epoch_change"].meta["new_epoch"] == 2
+    assert ev["reset"].meta["reason"] == "explicit"
+    last = [m for m in msgs if m.kind is P.Kind.PRED and m.block.epoch == 2 and m.block.seq == 5][0]
+    assert np.abs(last.block.data[:, 0] - offline(tiny_weights, x[20:30])).max() < 1e-5
+
+
+def test_stats_are_published(tiny_weights):
+    with running_service(tiny_weights, "onnx", stats_interval_s=0.2) as (service, pub, out):
+        pub.send_multipart(_samples("a", 0, np.ones((5, 2))))
+        msgs = collect(out, lambda ms: any(e.meta.get("samples", 0) >= 5 for e in events(ms, "stats")))
+    st = [e for e in events(msgs, "stats") if e.meta["samples"] >= 5][0]
+    assert st.sensor == "_service"
+    assert set(st.meta["latency_us"]) == {"p50", "p99", "max"}
+    assert st.meta["counters"]["samples"] >= 5

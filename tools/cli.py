@@ -1,0 +1,260 @@
+"""The ``radarstream`` command line: thin sub-commands over the packages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _limit_threads(n: int = 1) -> None:
+    """Streaming processes use one torch/ORT thread: more threads wreck small work on 2 cores."""
+    import torch
+
+    torch.set_num_threads(n)
+
+
+# ------------------------------------------------------------------ train / export
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from tools.recipes import TrainRecipe, train
+
+    torch.set_num_threads(args.threads)
+    kinds = ["causal", "bidir", "pooled"] if args.kind == "all" else [args.kind]
+    for kind in kinds:
+        recipe = TrainRecipe(
+            kind=kind, windows=args.windows, length=args.length, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss,
+            manoeuvre_prob=args.manoeuvre_prob, max_minutes=args.max_minutes, pooling=args.pooling,
+            tbptt=args.tbptt if kind == "causal" else None,
+        )
+        meta = train(recipe, args.out, progress=not args.quiet)
+        print(f"{kind}: validation MAE {meta['validation']['mae_m']:.1f} m "
+              f"({meta['trained_on']['seconds']:.0f} s) -> {args.out}/{kind}.safetensors")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from models.bundle import shipped_weights_dir
+    from models.export import export_all
+
+    src = args.weights or shipped_weights_dir()
+    written = export_all(src, args.out)
+    if not written:
+        print(f"error: no weights found in {src}", file=sys.stderr)
+        return 2
+    for p in written:
+        print(f"wrote {p}")
+    return 0
+
+
+# ------------------------------------------------------------------ streaming
+
+
+def _install_signal_stop(stop: Callable[[], None]) -> None:
+    """SIGINT/SIGTERM ask the loop to stop; it finishes its iteration and closes sockets cleanly."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop())
+
+
+def _setup_logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from streamer.backends import make_backend
+    from streamer.engine import StreamPolicy
+    from streamer.service import ServiceConfig, StreamService
+
+    _setup_logging(args.verbose)
+    _limit_threads(1)
+    backend = make_backend(args.backend, args.weights, threads=1)
+    cfg = ServiceConfig(
+        feeds=tuple(args.feed), pub=args.pub, stats_interval_s=args.stats_interval,
+        policy=StreamPolicy(max_gap=args.max_gap), rcvhwm=args.rcvhwm,
+        max_samples_per_message=args.max_samples,
+    )
+    service = StreamService(cfg, backend)
+    _install_signal_stop(service.stop)
+    service.run()
+    return 0
+
+
+def _parse_rate(text: str) -> float | None:
+    if text == "max":
+        return None
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("rate must be > 0 or 'max'")
+    return value
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import threading
+
+    import zmq
+
+    from streamer.publisher import FeedConfig, SimulatedFeed, publish
+    from streamer.service import attach
+    from streamer.simulator import RadarConfig
+
+    rate = args.rate
+    feed_cfg = FeedConfig(
+        sensors=args.sensors, rate_hz=rate, samples_per_message=args.samples_per_message,
+        duration_s=args.duration, seed=args.seed, realtime=rate is not None or args.realtime,
+        radar=RadarConfig(manoeuvre_prob=args.manoeuvre_prob),
+    )
+    feed = SimulatedFeed(feed_cfg)
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.SNDHWM, 1_000_000)
+    endpoint = attach(sock, args.pub, "bind")
+    stop = threading.Event()
+    _install_signal_stop(stop.set)
+    print(f"simulating {args.sensors} sensor(s) at {1e9 / feed.period_ns:g} Hz, "
+          f"{args.samples_per_message} sample(s)/message, epoch {feed.epoch} -> {endpoint}", flush=True)
+    sent = publish(feed, sock, stop)
+    print(f"sent {sent} messages ({feed.seq} samples per sensor)", flush=True)
+    sock.close(linger=2000)
+    return 0
+
+
+# ------------------------------------------------------------------ benchmarks
+
+
+def cmd_bench_quality(args: argparse.Namespace) -> int:
+    import time
+
+    from models.bundle import load_bundle
+    from tools.benchdoc import machine_line, update_section
+    from tools.quality import evaluate_models, held_out, mae_table
+
+    _limit_threads(args.threads)
+    n = args.encounters or (300 if args.quick else 2000)
+    t0 = time.perf_counter()
+    bundle = load_bundle(args.weights)
+    data = held_out(n)
+    est = evaluate_models(bundle, data)
+    table = mae_table(est, data)
+    took = time.perf_counter() - t0
+    cmd = "radarstream bench quality" + (" --quick" if args.quick else "") + (f" --encounters {n}" if args.encounters else "")
+    body = (
+        f"## Model quality{' (quick)' if args.quick else ''}\n\n"
+        f"MAE of Dmin in metres [95% bootstrap interval], per peak-SNR band, on {len(data.encounters)} held-out "
+        f"simulated straight passes (seed {data.encounters and 10001}, default simulator settings, R_max "
+        f"{data.config.r_max_m:g} m, {data.config.rate_hz:g} Hz). Weights: `{bundle.weights_dir.name}/`.\n\n"
+        f"Command: `{cmd}` ({took:.0f} s; {machine_line()}).\n\n{table}\n"
+    )
+    print(table)
+    if not args.no_write:
+        path = update_section("quality-quick" if args.quick else "quality", body, args.doc)
+        print(f"wrote {path}")
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="radarstream",
+        description="Streaming radar processor: causal LSTM per sensor over ZeroMQ, re-scoring, record/replay, GUI.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model on simulated data and write weights (safetensors + JSON)")
+    t.add_argument("kind", choices=["causal", "bidir", "pooled", "all"])
+    t.add_argument("--out", required=True, help="output directory")
+    t.add_argument("--windows", type=int, default=1600, help="training windows (encounters for pooled)")
+    t.add_argument("--length", type=int, default=512, help="window length in samples")
+    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=3e-3)
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--loss", choices=["mse", "l1", "huber"], default="mse")
+    t.add_argument("--pooling", choices=["mean", "last", "attention", "multihead"], default="mean",
+                   help="pooling of the pooled model")
+    t.add_argument("--manoeuvre-prob", type=float, default=0.0, help="share of manoeuvring passes in training")
+    t.add_argument("--tbptt", type=int, default=None, metavar="K",
+                   help="causal: treat each window as a long stream, state carried over chunks of K steps")
+    t.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    t.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export models to ONNX (causal with explicit h/c; dynamic time axis)")
+    e.add_argument("--weights", default=None, help="weights directory (default: the shipped weights)")
+    e.add_argument("--out", default=None, help="output directory (default: next to the weights)")
+    e.set_defaults(func=cmd_export)
+
+    sv = sub.add_parser("serve", help="run the causal model on a ZeroMQ sample feed and publish predictions")
+    sv.add_argument("--feed", action="append", default=None, metavar="ENDPOINT",
+                    help="sample feed to SUBscribe to (connects; prefix @ to bind); repeatable. "
+                         "Default tcp://127.0.0.1:5555")
+    sv.add_argument("--pub", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
+                    help="where to PUBlish pred/event messages (binds; prefix > to connect)")
+    sv.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="inference backend (default: onnx, the faster in bench stream)")
+    sv.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: shipped)")
+    sv.add_argument("--stats-interval", type=float, default=1.0, metavar="S", help="seconds between stats")
+    sv.add_argument("--max-gap", type=int, default=100, help="reset a sensor's state after a gap of more samples")
+    sv.add_argument("--rcvhwm", type=int, default=100_000, help="receive high-water mark (messages)")
+    sv.add_argument("--max-samples", type=int, default=65536, help="largest accepted message (samples)")
+    sv.add_argument("-v", "--verbose", action="store_true")
+    sv.set_defaults(func=cmd_serve)
+
+    sm = sub.add_parser("simulate", help="publish simulated radar sensors on ZeroMQ (with ground truth)")
+    sm.add_argument("--pub", default="tcp://127.0.0.1:5555", metavar="ENDPOINT", help="where to publish (binds; > connects)")
+    sm.add_argument("--sensors", type=int, default=1)
+    sm.add_argument("--rate", type=_parse_rate, default=20.0, metavar="HZ|max",
+                    help="samples per second per sensor, or 'max' for as fast as possible (default 20)")
+    sm.add_argument("--samples-per-message", type=int, default=1, metavar="K")
+    sm.add_argument("--duration", type=float, default=None, metavar="S", help="simulated seconds (default: forever)")
+    sm.add_argument("--seed", type=int, default=0)
+    sm.add_argument("--manoeuvre-prob", type=float, default=0.0, help="share of manoeuvring passes")
+    sm.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
+    sm.set_defaults(func=cmd_simulate)
+
+    b = sub.add_parser("bench", help="benchmarks; they write their tables to docs/benchmarks.md")
+    bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    bq = bsub.add_parser("quality", help="MAE of Dmin per SNR band on a held-out simulated set")
+    bq.add_argument("--quick", action="store_true", help="CI-sized run (300 encounters)")
+    bq.add_argument("--encounters", type=int, default=None, help="override the number of encounters")
+    bq.add_argument("--weights", default=None, metavar="DIR")
+    bq.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update")
+    bq.add_argument("--no-write", action="store_true", help="print only")
+    bq.add_argument("--threads", type=int, default=2)
+    bq.set_defaults(func=cmd_bench_quality)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "feed", "unset") is None:
+        args.feed = ["tcp://127.0.0.1:5555"]
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
