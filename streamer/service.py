@@ -59,6 +59,9 @@ class ServiceConfig:
     poll_ms: int = 50
     log_interval_s: float = 5.0
     """Minimum time between two log lines about the same kind of bad input (rate limit)."""
+    checkpoint_every: int | None = None
+    """Publish each sensor's (h, c) on ``state/<sensor>`` once at least this many samples have
+    passed since its last checkpoint (at the end of a run), so replay can seek and resume."""
 
 
 @dataclass
@@ -74,6 +77,18 @@ class ServiceStats:
     last_emit: float = field(default_factory=time.monotonic)
     last_samples: int = 0
     last_messages: int = 0
+
+
+def state_message(engine: StreamEngine, sensor: str, t_ns: int, period_ns: int) -> P.Message:
+    """A ``state/<sensor>`` checkpoint: one "sample" of 2·L·H channels, h then c, each
+    [layers, hidden] row-major; ``seq`` is the next sample the state applies to."""
+    h, c, epoch, next_seq = engine.get_state(sensor)
+    data = np.concatenate([h.ravel(), c.ravel()])[None].astype(np.float32)
+    layers, hidden = h.shape
+    block = P.Block(P.Kind.STATE, epoch, next_seq, t_ns, period_ns, data)
+    meta = {"layers": layers, "hidden": hidden, "layout": "h then c, each [layers, hidden] row-major",
+            "next_seq": next_seq}
+    return P.Message(P.Kind.STATE, sensor, block, meta=meta)
 
 
 class StreamService:
@@ -100,6 +115,7 @@ class StreamService:
         self._last_log: dict[str, float] = {}
         self._suppressed: Counter = Counter()
         self._epoch = time.time_ns()
+        self._last_checkpoint: dict[str, int] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -206,6 +222,18 @@ class StreamService:
             lat_window.extend(lat.tolist() if t < 64 else lat[:: max(1, t // 64)].tolist())
             self.stats.samples += t
             self.stats.preds += 1
+        if self.config.checkpoint_every:
+            self._checkpoint(pub, runs)
+
+    def _checkpoint(self, pub: zmq.Socket, runs: list[Run]) -> None:
+        every = self.config.checkpoint_every
+        for run in runs:
+            st = self.engine.sensors.get(run.sensor)
+            last = self._last_checkpoint.get(run.sensor)
+            if st is None or (last is not None and st.next_seq - last < every and not run.reset_before):
+                continue
+            self._last_checkpoint[run.sensor] = st.next_seq
+            pub.send_multipart(P.encode_message(state_message(self.engine, run.sensor, run.t0_ns + run.period_ns * run.y.shape[0], run.period_ns)), copy=False)
 
     # ------------------------------------------------------------ bad input, logs, stats
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -392,22 +391,6 @@ def test_determinism_under_seed() -> None:
     assert run_recursive(t, d).estimate() == run_recursive(t, d).estimate()
     s1 = StreamingCPAEstimator().process(t, d)
     np.testing.assert_array_equal(s1, StreamingCPAEstimator().process(t, d))
-
-
-def test_speed() -> None:
-    t, d = make_pass(150.0, 40.0, 12.5, n=500, sigma=5.0, p_outlier=0.05, seed=10)
-    fit_cpa(t, d)
-    times = []
-    for _ in range(20):
-        t_start = time.perf_counter()
-        fit_cpa(t, d)
-        times.append(time.perf_counter() - t_start)
-    assert float(np.median(times)) < 10e-3  # ~1.2 ms measured; loose for loaded CI machines
-    tt = EPOCH + np.arange(20_000) * DT
-    dd = np.abs(150.0 + 40.0 * ((tt - EPOCH) % 60.0 - 30.0))
-    t_start = time.perf_counter()
-    StreamingCPAEstimator().process(tt, dd)
-    assert time.perf_counter() - t_start < 1.0  # ~4 µs per detection measured
 
 
 def test_junk_detections_find_no_consensus() -> None:

@@ -107,3 +107,29 @@ def test_stats_are_published(tiny_weights):
     assert st.sensor == "_service"
     assert set(st.meta["latency_us"]) == {"p50", "p99", "max"}
     assert st.meta["counters"]["samples"] >= 5
+
+
+def test_state_checkpoints_resume_exactly(tiny_weights):
+    """A published (h, c) checkpoint resumes the model exactly where the stream was."""
+    from streamer.backends import make_backend
+    from streamer.engine import StreamEngine
+
+    x = np.abs(np.random.default_rng(2).normal(size=(60, 2))).astype(np.float32) * 50
+    with running_service(tiny_weights, "onnx", checkpoint_every=20) as (service, pub, out):
+        for k in range(0, 60, 10):
+            pub.send_multipart(_samples("a", k, x[k : k + 10]))
+        msgs = collect(out, lambda ms: any(m.kind is P.Kind.STATE and m.block.seq == 60 for m in ms))
+    states = [m for m in msgs if m.kind is P.Kind.STATE]
+    seqs = [m.block.seq for m in states]
+    # one checkpoint when the sensor starts, then one per >= 20 samples, at run boundaries
+    assert seqs[-1] == 60 and all(b - a >= 20 for a, b in zip(seqs[1:-1], seqs[2:]))
+    ck = states[0]
+    start = ck.block.seq
+    layers, hidden = ck.meta["layers"], ck.meta["hidden"]
+    flat = ck.block.data[0]
+    h = flat[: layers * hidden].reshape(layers, hidden)
+    c = flat[layers * hidden :].reshape(layers, hidden)
+    eng = StreamEngine(make_backend("onnx", tiny_weights))
+    eng.set_state("a", h, c, ck.block.epoch, ck.block.seq)
+    runs, _ = eng.process([("a", P.make_block(P.Kind.SAMPLES, x[start:], epoch=1, seq=start, t0_ns=start, period_ns=1), 0)])
+    assert np.abs(runs[0].y - offline(tiny_weights, x)[start:]).max() < 1e-5

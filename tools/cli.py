@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = ServiceConfig(
         feeds=tuple(args.feed), pub=args.pub, stats_interval_s=args.stats_interval,
         policy=StreamPolicy(max_gap=args.max_gap), rcvhwm=args.rcvhwm,
-        max_samples_per_message=args.max_samples,
+        max_samples_per_message=args.max_samples, checkpoint_every=args.checkpoint_every,
     )
     service = StreamService(cfg, backend)
     _install_signal_stop(service.stop)
@@ -211,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-gap", type=int, default=100, help="reset a sensor's state after a gap of more samples")
     sv.add_argument("--rcvhwm", type=int, default=100_000, help="receive high-water mark (messages)")
     sv.add_argument("--max-samples", type=int, default=65536, help="largest accepted message (samples)")
+    sv.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
+                    help="publish each sensor's (h, c) on state/<sensor> every N samples (for replay seeking)")
     sv.add_argument("-v", "--verbose", action="store_true")
     sv.set_defaults(func=cmd_serve)
 
@@ -237,12 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     bq.add_argument("--threads", type=int, default=2)
     bq.set_defaults(func=cmd_bench_quality)
 
-    for register in _EXTRA_COMMANDS:
+    for register in _command_modules():
         register(sub)
     return p
 
 
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
+    """Sub-commands that live in their own ``tools/cmd_*.py`` module, each with ``register``."""
+    import importlib
+    import pkgutil
+
+    import tools
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(tools.__path__), key=lambda i: i.name):
+        if info.name.startswith("cmd_"):
+            found.append(importlib.import_module(f"tools.{info.name}").register)
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
