@@ -79,7 +79,7 @@ class _Pending:
     t0_ns: int
     period_ns: int
     parts: list[np.ndarray]
-    recv: list[np.ndarray]
+    recv: list[int]  # receive time of each part's message
     reset_before: bool
     count: int = 0
 
@@ -226,13 +226,12 @@ class StreamEngine:
         last = runs[-1] if runs else None
         t0 = block.t0_ns + offset * block.period_ns
         part = data[offset:]
-        recv = np.full(n, recv_ns, np.int64)
         if last is not None and not reset_before and last.seq + last.count == first:
             last.parts.append(part)
-            last.recv.append(recv)
+            last.recv.append(recv_ns)
             last.count += n
         else:  # a reset starts a new run: runs of one sensor execute in order, one per round
-            runs.append(_Pending(sensor, st.epoch, first, t0, block.period_ns, [part], [recv], reset_before, n))
+            runs.append(_Pending(sensor, st.epoch, first, t0, block.period_ns, [part], [recv_ns], reset_before, n))
 
     def _execute(self, pending: dict[str, list[_Pending]]) -> list[Run]:
         runs: list[Run] = []
@@ -265,6 +264,9 @@ class StreamEngine:
         self.calls[(len(group), t)] += 1
         out = []
         for k, p in enumerate(group):
-            recv = p.recv[0] if len(p.recv) == 1 else np.concatenate(p.recv)
+            if len(p.recv) == 1:
+                recv = np.full(p.count, p.recv[0], np.int64)
+            else:
+                recv = np.repeat(np.array(p.recv, np.int64), [q.shape[0] for q in p.parts])
             out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k].copy(), recv, p.reset_before))
         return out

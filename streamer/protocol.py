@@ -624,3 +624,71 @@ def continuity(expected: tuple[int, int] | None, block: Block) -> tuple[Continui
     if block.seq == next_seq:
         return Continuity.CONTIGUOUS, 0
     return Continuity.GAP, block.seq - next_seq
+
+
+# --------------------------------------------------------------------------- #
+# Fast stateful decoder for the service's hot path
+# --------------------------------------------------------------------------- #
+
+
+class Decoder:
+    """``decode_message`` with a bounded cache of parsed topics and an inlined fast path for the
+    commonest message (``samples`` with or without truth, bytes frames).
+
+    Same results as :func:`decode_message` (tested), about 3× cheaper per small message: at one
+    sample per message the per-message cost, not the model, bounds the service's throughput.
+    ``with_truth=False`` skips decoding frame 2 of samples (the service does not need it).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_samples: int = DEFAULT_MAX_SAMPLES,
+        sample_channels: int = SAMPLE_CHANNELS,
+        with_truth: bool = True,
+        max_topics: int = 65536,
+    ):
+        self.max_samples = max_samples
+        self.sample_channels = sample_channels
+        self.with_truth = with_truth
+        self._topics: dict[bytes, tuple[Kind, str]] = {}
+        self._max_topics = max_topics
+
+    def decode(self, frames: Sequence[Any]) -> Message | DecodeError:
+        try:
+            n = len(frames)
+            t = frames[0]
+        except (TypeError, IndexError):
+            return decode_message(frames, max_samples=self.max_samples, sample_channels=self.sample_channels)
+        if n not in (2, 3) or not isinstance(t, bytes):
+            return self._slow(frames)
+        parsed = self._topics.get(t)
+        if parsed is None:
+            parsed = decode_topic(t)
+            if isinstance(parsed, DecodeError):
+                return self._slow(frames)
+            if len(self._topics) >= self._max_topics:
+                self._topics.clear()
+            self._topics[t] = parsed
+        kind, sensor = parsed
+        buf = frames[1]
+        if kind is not Kind.SAMPLES or not isinstance(buf, bytes) or len(buf) < HEADER_SIZE or (n == 3 and self.with_truth):
+            return self._slow(frames)
+        magic, version, code, flags, epoch, seq, t0_ns, period_ns, count, channels, _ = HEADER.unpack_from(buf, 0)
+        if (
+            magic != MAGIC or version != VERSION or code != 1 or count == 0 or count > self.max_samples
+            or channels != self.sample_channels or len(buf) != HEADER_SIZE + count * channels * 4
+            or seq + count > _U64_LIMIT or not _I64_MIN <= t0_ns + (count - 1) * period_ns <= _I64_MAX
+        ):
+            return self._slow(frames)  # the slow path names the exact reason
+        data = np.frombuffer(buf, dtype="<f4", count=count * channels, offset=HEADER_SIZE).reshape(count, channels)
+        # float64 sum of float32 values cannot overflow, so it is finite iff every value is
+        if not math.isfinite(float(data.sum(dtype=np.float64))):
+            return DecodeError(ErrorReason.NON_FINITE, "samples block has NaN/Inf", sensor)
+        return Message(Kind.SAMPLES, sensor, Block(Kind.SAMPLES, epoch, seq, t0_ns, period_ns, data, flags))
+
+    def _slow(self, frames: Sequence[Any]) -> Message | DecodeError:
+        msg = decode_message(frames, max_samples=self.max_samples, sample_channels=self.sample_channels)
+        if not self.with_truth and isinstance(msg, Message) and msg.truth is not None:
+            msg = Message(msg.kind, msg.sensor, msg.block, None, msg.meta)
+        return msg

@@ -404,6 +404,7 @@ ERROR_CASES: list[tuple[str, list, ErrorReason, str | None]] = [
 )
 def test_error_reasons(frames: list, reason: ErrorReason, sensor: str | None) -> None:
     out = decode_message(frames)
+    assert_same_as_fast_decoder(frames, out)
     assert isinstance(out, DecodeError), out
     assert (out.reason, out.sensor) == (reason, sensor), out
     assert out.detail
@@ -479,10 +480,26 @@ def test_decode_topic_errors() -> None:
 # --------------------------------------------------------------------------- #
 
 
+def assert_same_as_fast_decoder(frames: list, out) -> None:
+    """The service's cached fast-path Decoder gives the same answer as decode_message."""
+    dec = p.Decoder()
+    for _ in range(2):  # second pass hits the topic cache
+        fast = dec.decode(frames)
+        assert type(fast) is type(out)
+        if isinstance(out, DecodeError):
+            assert (fast.reason, fast.sensor) == (out.reason, out.sensor)
+        else:
+            assert fast == out
+    no_truth = p.Decoder(with_truth=False).decode(frames)
+    if isinstance(out, Message):
+        assert isinstance(no_truth, Message) and no_truth.block == out.block and no_truth.truth is None
+
+
 def check_decodes_cleanly(frames: list) -> None:
     """decode_message returns a value; a Message must also survive re-encoding."""
     out = decode_message(frames)
     assert isinstance(out, (Message, DecodeError))
+    assert_same_as_fast_decoder(frames, out)
     if isinstance(out, Message):
         for blk in (out.block, out.truth):
             if blk is not None and blk.count:  # header invariants the decoder guarantees

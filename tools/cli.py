@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             kind=kind, windows=args.windows, length=args.length, epochs=args.epochs,
             batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss,
             manoeuvre_prob=args.manoeuvre_prob, max_minutes=args.max_minutes, pooling=args.pooling,
-            tbptt=args.tbptt if kind == "causal" else None,
+            tbptt=args.tbptt if kind == "causal" else None, patience=args.patience,
         )
         meta = train(recipe, args.out, progress=not args.quiet)
         print(f"{kind}: validation MAE {meta['validation']['mae_m']:.1f} m "
@@ -164,6 +164,25 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_stream(args: argparse.Namespace) -> int:
+    import json
+
+    from tools import bench_stream
+    from tools.benchdoc import machine_line, update_section
+
+    res = bench_stream.run(args.weights, quick=args.quick, backend=args.backend,
+                           progress=lambda m: print(m, flush=True))
+    cmd = "radarstream bench stream" + (" --quick" if args.quick else "") + (f" --backend {args.backend}" if args.backend != "onnx" else "")
+    md = bench_stream.to_markdown(res, cmd, machine_line())
+    print(md)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({k: (v if k != "sockets" else [s.__dict__ for s in v]) for k, v in res.items()}, fh, indent=2)
+    if not args.no_write:
+        print(f"wrote {update_section('stream-quick' if args.quick else 'stream', md, args.doc)}")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -189,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--manoeuvre-prob", type=float, default=0.0, help="share of manoeuvring passes in training")
     t.add_argument("--tbptt", type=int, default=None, metavar="K",
                    help="causal: treat each window as a long stream, state carried over chunks of K steps")
+    t.add_argument("--patience", type=int, default=5, help="epochs without validation gain before stopping")
     t.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     t.add_argument("--threads", type=int, default=2, help="torch threads for training")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -238,6 +258,15 @@ def build_parser() -> argparse.ArgumentParser:
     bq.add_argument("--no-write", action="store_true", help="print only")
     bq.add_argument("--threads", type=int, default=2)
     bq.set_defaults(func=cmd_bench_quality)
+
+    bs = bsub.add_parser("stream", help="backends, naive baselines, FLOP floor and the service over real sockets")
+    bs.add_argument("--quick", action="store_true", help="CI-sized run (about 1 minute)")
+    bs.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="backend of the service scenarios")
+    bs.add_argument("--weights", default=None, metavar="DIR")
+    bs.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update")
+    bs.add_argument("--json", default=None, metavar="FILE", help="also write the raw figures as JSON")
+    bs.add_argument("--no-write", action="store_true", help="print only")
+    bs.set_defaults(func=cmd_bench_stream)
 
     for register in _command_modules():
         register(sub)

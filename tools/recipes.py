@@ -34,6 +34,7 @@ class TrainRecipe:
     pooling: str = "mean"
     hidden_size: int = 64
     num_layers: int = 2
+    patience: int = 5
     tbptt: int | None = None
     """Causal model only: train on ``windows`` long streams side by side, state carried across
     chunks of this many steps (see ``models.fit``)."""
@@ -61,7 +62,7 @@ def train(recipe: TrainRecipe, out_dir: str | Path, *, progress: bool = True) ->
         raise ValueError(f"unknown model kind {recipe.kind!r}")
     hist = fit(
         model, X, y, mask, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-        seed=recipe.seed, loss=recipe.loss, progress=progress, tbptt=recipe.tbptt,
+        seed=recipe.seed, loss=recipe.loss, progress=progress, tbptt=recipe.tbptt, patience=recipe.patience,
         max_seconds=recipe.max_minutes * 60 if recipe.max_minutes else None,
     )
     meta = {
