@@ -69,6 +69,7 @@ class SensorState:
     period_ns: int = 0
     samples: int = 0
     counters: Counter = field(default_factory=Counter)
+    reset_pending: bool = False  # an explicit reset arrived; applies before the next sample
 
 
 @dataclass
@@ -165,13 +166,30 @@ class StreamEngine:
         self, items: list[tuple[str, Any, int]]
     ) -> tuple[list[Run], list[Event]]:
         """Run the model on a drained batch of ``(sensor, samples Block, recv_ns)`` in arrival
-        order. Returns the prediction runs and the stream events, both in a deterministic order."""
+        order; a ``None`` block is an explicit reset request, ordered with the samples around it.
+        Returns the prediction runs and the stream events, both in a deterministic order."""
         events: list[Event] = []
         pending: dict[str, list[_Pending]] = {}
         for sensor, block, recv_ns in items:
-            self._admit(sensor, block, recv_ns, pending, events)
+            if block is None:
+                self._request_reset(sensor, events)
+            else:
+                self._admit(sensor, block, recv_ns, pending, events)
         runs = self._execute(pending)
+        for st in self.sensors.values():  # resets that no later sample consumed
+            if st.reset_pending:
+                self.pool.reset(st.slot)
+                st.reset_pending = False
         return runs, events
+
+    def _request_reset(self, sensor: str, events: list[Event]) -> None:
+        st = self.sensors.get(sensor)
+        if st is None:
+            self._count(None, "reset_unknown_sensor")
+            return
+        st.reset_pending = True
+        self._count(st, "reset_explicit")
+        events.append(Event(sensor, "reset", st.next_seq, {"reason": "explicit"}))
 
     def _admit(self, sensor, block, recv_ns, pending, events) -> None:
         pol = self.policy
@@ -192,6 +210,8 @@ class StreamEngine:
             self._count(st, "epoch_change")
             st.epoch, st.next_seq = block.epoch, block.seq
             reset_before = True
+        if st.reset_pending:
+            reset_before, st.reset_pending = True, False
         seq, data, offset = block.seq, block.data, 0
         if seq < st.next_seq:
             behind = st.next_seq - seq

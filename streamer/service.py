@@ -198,9 +198,7 @@ class StreamService:
             if msg.kind is P.Kind.SAMPLES:
                 items.append((msg.sensor, msg.block, recv_ns))
             elif msg.kind is P.Kind.EVENT and (msg.meta or {}).get("type") == "reset":
-                ev = self.engine.reset(msg.sensor, "explicit")
-                if ev is not None:
-                    events.append(ev)
+                items.append((msg.sensor, None, recv_ns))  # ordered with the samples around it
         runs: list[Run] = []
         if items:
             runs, engine_events = self.engine.process(items)

@@ -109,3 +109,14 @@ def test_batching_groups_sensors_by_run_length(backend):
     assert len(runs) == 301
     assert eng.calls == {(300, 1): 1, (1, 64): 1}  # one batched step + one sequence call
     assert eng.pool.h.shape[1] >= 301  # the state pool grew
+
+
+def test_explicit_reset_is_ordered_with_the_samples_of_the_same_drain(backend, model):
+    eng = StreamEngine(backend)
+    runs, events = eng.process([("a", blk(X[:10], 0), 0), ("a", None, 0), ("a", blk(X[10:20], 10), 0)])
+    assert [e.type for e in events] == ["new_sensor", "reset"]
+    assert np.allclose(runs[0].y, fresh(model, X[:10]), atol=1e-5)
+    assert runs[1].reset_before and np.allclose(runs[1].y, fresh(model, X[10:20]), atol=1e-5)
+    eng.process([("a", None, 0)])  # a reset with no later sample still applies
+    r, _ = eng.process([("a", blk(X[20:30], 20), 0)])
+    assert np.allclose(r[0].y, fresh(model, X[20:30]), atol=1e-5)

@@ -116,13 +116,15 @@ def test_state_checkpoints_resume_exactly(tiny_weights):
 
     x = np.abs(np.random.default_rng(2).normal(size=(60, 2))).astype(np.float32) * 50
     with running_service(tiny_weights, "onnx", checkpoint_every=20) as (service, pub, out):
-        for k in range(0, 60, 10):
+        pub.send_multipart(_samples("a", 0, x[:10]))
+        first = collect(out, lambda ms: any(m.kind is P.Kind.STATE for m in ms))
+        for k in range(10, 60, 10):
             pub.send_multipart(_samples("a", k, x[k : k + 10]))
-        msgs = collect(out, lambda ms: any(m.kind is P.Kind.STATE and m.block.seq == 60 for m in ms))
+        msgs = first + collect(out, lambda ms: any(m.kind is P.Kind.STATE and m.block.seq == 60 for m in ms))
     states = [m for m in msgs if m.kind is P.Kind.STATE]
     seqs = [m.block.seq for m in states]
     # one checkpoint when the sensor starts, then one per >= 20 samples, at run boundaries
-    assert seqs[-1] == 60 and all(b - a >= 20 for a, b in zip(seqs[1:-1], seqs[2:]))
+    assert seqs[0] == 10 and seqs[-1] == 60 and all(b - a >= 20 for a, b in zip(seqs[1:-1], seqs[2:]))
     ck = states[0]
     start = ck.block.seq
     layers, hidden = ck.meta["layers"], ck.meta["hidden"]

@@ -159,17 +159,22 @@ def feature_space(model: nn.Module) -> FeatureSpace:
     return FeatureSpace(model, nn.Identity(), torch.eye(channels), tuple(f"input {k}" for k in range(channels)))
 
 
-def time_segment_mask(length: int, channels: int, segment: int, *, joint_channels: bool) -> torch.Tensor:
+def time_segment_mask(
+    length: int, channels: int, segment: int, *, joint_channels: bool, anchor: int | None = None
+) -> torch.Tensor:
     """Captum feature mask [1, T, C]: consecutive time segments of ``segment`` samples.
 
     ``joint_channels`` makes one feature per segment (both channels together: "this stretch of
     time"); otherwise one per segment and channel ("the amplitude of this stretch" vs "its
-    ranges"), ids ``channel * n_segments + segment``.
+    ranges"), ids ``channel * n_segments + segment``. ``anchor`` (the explained step) puts a
+    segment boundary right after it, so that no segment mixes samples before and after the step.
     """
     if segment < 1:
         raise ValueError("segment must be >= 1 sample")
-    seg = torch.arange(length) // segment
-    n_seg = int(seg[-1]) + 1
+    start = 0 if anchor is None else (anchor + 1) % segment
+    seg = torch.div(torch.arange(length) - start, segment, rounding_mode="floor")
+    seg = seg - seg.min()
+    n_seg = int(seg.max()) + 1
     ch = torch.arange(channels)
     ids = seg[:, None].expand(length, channels) if joint_channels else ch[None, :] * n_seg + seg[:, None]
     return ids.contiguous().unsqueeze(0)

@@ -1,0 +1,242 @@
+"""Plot construction for the main window: theme, curves, state heatmaps, disagreement bands.
+
+Only builds and styles pyqtgraph items; the window feeds them data from its own timer (GUI thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui
+
+from gui.buffers import GATE_NAMES
+
+
+@dataclass(frozen=True)
+class Theme:
+    """Colours for one palette; Okabe-Ito hues, readable on dark and light backgrounds."""
+
+    dark: bool
+    background: str
+    foreground: str
+    grid_alpha: float
+    amplitude: str
+    detections: str
+    true_range: str
+    causal: str
+    bidir: str
+    truth: str
+    bands: tuple[int, int, int, int]
+    cursor: tuple[int, int, int, int]
+
+
+def theme_for(palette: QtGui.QPalette) -> Theme:
+    """Follow the platform palette: dark when the window colour is dark."""
+    window = palette.color(QtGui.QPalette.ColorRole.Base)
+    text = palette.color(QtGui.QPalette.ColorRole.Text)
+    dark = window.lightness() < 128
+    if dark:
+        return Theme(True, window.name(), text.name(), 0.25, "#56B4E9", "#CC79A7", "#7FD4B8", "#56B4E9",
+                     "#E69F00", "#3FD09E", (230, 120, 60, 70), (255, 255, 255, 110))
+    return Theme(False, window.name(), text.name(), 0.18, "#0072B2", "#B8489A", "#009E73", "#0072B2",
+                 "#D55E00", "#009E73", (213, 94, 0, 45), (0, 0, 0, 110))
+
+
+def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
+    """Axis pens, grid and title colours from the theme (re-run on a palette change)."""
+    fg = pg.mkColor(theme.foreground)
+    for name in ("left", "bottom", "right", "top"):
+        ax = plot.getAxis(name)
+        ax.setPen(pg.mkPen(fg))
+        ax.setTextPen(pg.mkPen(fg))
+    plot.showGrid(x=True, y=True, alpha=theme.grid_alpha)
+    if plot.titleLabel is not None and plot.titleLabel.text:
+        plot.setTitle(plot.titleLabel.text, color=theme.foreground, size="10pt")
+    if plot.legend is not None:
+        plot.legend.setLabelTextColor(fg)
+        bg = pg.mkColor(theme.background)
+        bg.setAlpha(200)
+        plot.legend.setBrush(pg.mkBrush(bg))
+        plot.legend.setPen(pg.mkPen(fg.red(), fg.green(), fg.blue(), 60))
+
+
+def fast_curve(plot: pg.PlotItem, name: str | None, **kw) -> pg.PlotDataItem:
+    """A curve that stays cheap with 10^5 points: peak downsampling, clipped to the view."""
+    item = pg.PlotDataItem(name=name, **kw)
+    item.setDownsampling(auto=True, method="peak")
+    item.setClipToView(True)
+    plot.addItem(item)
+    return item
+
+
+class SignalPlots:
+    """Amplitude, measured range and the Dmin estimates, one sensor, sharing the time axis."""
+
+    def __init__(self, layout: pg.GraphicsLayoutWidget, theme: Theme, r_max_m: float):
+        self.layout = layout
+        self.amp = layout.addPlot(row=0, col=0, title="Signal amplitude")
+        self.rng = layout.addPlot(row=1, col=0, title="Measured range (detections only)")
+        self.est = layout.addPlot(row=2, col=0, title="Dmin estimates")
+        for p in (self.amp, self.rng, self.est):
+            p.addLegend(offset=(8, 4), labelTextSize="9pt", colCount=4)
+            p.setMenuEnabled(False)
+            p.hideButtons()
+            p.getAxis("left").setWidth(62)
+        self.rng.setXLink(self.amp)
+        self.est.setXLink(self.amp)
+        self.amp.setLabel("left", "amplitude", units="dB")
+        self.rng.setLabel("left", "range", units="m")
+        self.est.setLabel("left", "Dmin", units="m")
+        self.est.setLabel("bottom", "time", units="s")
+        for p in (self.amp, self.rng):
+            p.getAxis("bottom").setStyle(showValues=False)
+        self.amplitude = fast_curve(self.amp, "amplitude (dB re noise RMS)")
+        self.detections = fast_curve(self.rng, "detection", pen=None, symbol="o", symbolSize=4)
+        self.true_range = fast_curve(self.rng, "true range", connect="finite")
+        self.causal = fast_curve(self.est, "causal y_t (live)")
+        self.bidir = fast_curve(self.est, "bidirectional re-score", connect="finite")
+        self.truth = fast_curve(self.est, "truth Dmin", connect="finite")
+        self.bands = pg.BarGraphItem(x0=[], x1=[], y0=[], y1=[], pen=pg.mkPen(None))
+        self.bands.setZValue(-10)
+        self.est.addItem(self.bands, ignoreBounds=True)
+        self.est.legend.addItem(self.bands, "|causal − bidir| > threshold")
+        self.cursors = []
+        for p in (self.amp, self.rng, self.est):
+            line = pg.InfiniteLine(angle=90, movable=False)
+            line.setVisible(False)
+            p.addItem(line, ignoreBounds=True)
+            self.cursors.append(line)
+        self.set_r_max(r_max_m)
+        self.apply_theme(theme)
+
+    @property
+    def plots(self) -> tuple[pg.PlotItem, ...]:
+        return (self.amp, self.rng, self.est)
+
+    def set_r_max(self, r_max_m: float) -> None:
+        self.r_max_m = r_max_m
+        for p in (self.rng, self.est):
+            p.setYRange(0.0, r_max_m * 1.02, padding=0)
+            p.setLimits(yMin=-0.05 * r_max_m, yMax=1.2 * r_max_m)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.layout.setBackground(theme.background)
+        for p in self.plots:
+            style_plot(p, theme)
+        self.amplitude.setPen(pg.mkPen(theme.amplitude, width=1))
+        self.detections.setSymbolBrush(pg.mkBrush(theme.detections))
+        self.detections.setSymbolPen(pg.mkPen(None))
+        self.true_range.setPen(pg.mkPen(theme.true_range, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+        self.causal.setPen(pg.mkPen(theme.causal, width=2))
+        self.bidir.setPen(pg.mkPen(theme.bidir, width=2))
+        self.truth.setPen(pg.mkPen(theme.truth, width=2, style=QtCore.Qt.PenStyle.DashLine))
+        self.bands.setOpts(brush=pg.mkBrush(*theme.bands))
+        for line in self.cursors:
+            line.setPen(pg.mkPen(*theme.cursor, width=1))
+
+    def set_bands(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        big = self.r_max_m * 10
+        self.bands.setOpts(x0=starts, x1=ends, y0=np.full(len(starts), -big), y1=np.full(len(starts), big))
+
+
+GATE_TITLES = {
+    "h": "h  hidden state", "c": "c  cell state", "i": "i  input gate",
+    "f": "f  forget gate", "g": "ĉ = g  candidate", "o": "o  output gate",
+}
+SIGNED = ("h", "c", "g")
+
+
+class StatePlots:
+    """Six heatmaps (units × time) of one layer: h, c, i, f, ĉ, o; time axis linked to the signal."""
+
+    def __init__(self, layout: pg.GraphicsLayoutWidget, theme: Theme, x_link: pg.PlotItem):
+        self.layout = layout
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        self.cursors = []
+        signed = pg.colormap.get("CET-D1")
+        unsigned = pg.colormap.get("viridis")
+        order = (("h", "c"), ("i", "f"), ("g", "o"))
+        for r, row in enumerate(order):
+            for col, name in enumerate(row):
+                p = layout.addPlot(row=r, col=col, title=GATE_TITLES[name])
+                p.setMenuEnabled(False)
+                p.hideButtons()
+                p.setXLink(x_link)
+                p.getAxis("left").setWidth(42)
+                if r < len(order) - 1:
+                    p.getAxis("bottom").setStyle(showValues=False)
+                else:
+                    p.setLabel("bottom", "time", units="s")
+                if col == 0:
+                    p.setLabel("left", "unit")
+                img = pg.ImageItem(axisOrder="col-major")
+                img.setColorMap(signed if name in SIGNED else unsigned)
+                img.setLevels((-1.0, 1.0) if name in SIGNED else (0.0, 1.0))
+                p.addItem(img)
+                line = pg.InfiniteLine(angle=90, movable=False)
+                line.setVisible(False)
+                p.addItem(line, ignoreBounds=True)
+                self.cursors.append(line)
+                self.plots[name], self.images[name] = p, img
+        self.bar_signed = pg.ColorBarItem(values=(-1, 1), colorMap=signed, orientation="horizontal",
+                                          interactive=False, label="h, ĉ  (c: see title)")
+        self.bar_unsigned = pg.ColorBarItem(values=(0, 1), colorMap=unsigned, orientation="horizontal",
+                                            interactive=False, label="gates i, f, o")
+        layout.addItem(self.bar_signed, row=len(order), col=0)
+        layout.addItem(self.bar_unsigned, row=len(order), col=1)
+        self.message = pg.TextItem("", anchor=(0.5, 0.5))
+        self.plots["h"].addItem(self.message, ignoreBounds=True)
+        self.c_limit = 1.0
+        self.apply_theme(theme)
+
+    def apply_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self.layout.setBackground(theme.background)
+        for p in self.plots.values():
+            style_plot(p, theme)
+            p.showGrid(x=False, y=False)
+        for bar in (self.bar_signed, self.bar_unsigned):
+            for ax in (bar.axis,):
+                ax.setPen(pg.mkPen(theme.foreground))
+                ax.setTextPen(pg.mkPen(theme.foreground))
+        self.message.setColor(theme.foreground)
+        for line in self.cursors:
+            line.setPen(pg.mkPen(*theme.cursor, width=1))
+
+    def set_hidden(self, hidden: int, layer_label: str) -> None:
+        for name, p in self.plots.items():
+            p.setYRange(0, hidden, padding=0)
+            p.setLimits(yMin=0, yMax=hidden)
+            p.setTitle(f"{GATE_TITLES[name]} · {layer_label}", color=self.theme.foreground, size="10pt")
+
+    def show_message(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    def set_images(self, x0: float, x1: float, traces: dict[str, np.ndarray]) -> None:
+        """``traces[name]`` is [columns, hidden]; drawn from time x0 to x1 (seconds)."""
+        width = max(x1 - x0, 1e-9)
+        for name in GATE_NAMES:
+            arr = traces[name]
+            img = self.images[name]
+            if arr.shape[0] == 0:
+                img.clear()
+                continue
+            if name == "c":
+                lim = float(np.nanmax(np.abs(arr))) if arr.size else 1.0
+                # smooth the colour scale so that it does not flicker frame to frame
+                self.c_limit = max(1.0, 0.9 * self.c_limit + 0.1 * max(lim, 1.0)) if lim <= self.c_limit else max(lim, 1.0)
+                levels = (-self.c_limit, self.c_limit)
+            else:
+                levels = (-1.0, 1.0) if name in SIGNED else (0.0, 1.0)
+            img.setImage(arr, autoLevels=False, levels=levels)
+            img.setRect(QtCore.QRectF(x0, 0.0, width, arr.shape[1]))
+        self.plots["c"].setTitle(f"{GATE_TITLES['c']} (±{self.c_limit:.1f})", color=self.theme.foreground, size="10pt")
+
+    def clear(self) -> None:
+        for img in self.images.values():
+            img.clear()
