@@ -14,16 +14,17 @@ from typing import Mapping
 import numpy as np
 
 SAMPLE_FIELDS: Mapping[str, type] = {
-    "t_ns": np.int64, "seq": np.int64, "amplitude": np.float32, "distance_m": np.float32,
-    "dmin_m": np.float32, "true_range_m": np.float32, "snr_db": np.float32,
+    "t_ns": np.int64, "t": np.float64, "seq": np.int64, "amplitude": np.float32, "amplitude_db": np.float32,
+    "distance_m": np.float32, "dmin_m": np.float32, "true_range_m": np.float32, "snr_db": np.float32,
 }
-"""One row per input sample; the truth columns are NaN when the source sends no truth frame."""
+"""One row per input sample; ``t`` is seconds since the window's time origin (ready to plot); the
+truth columns are NaN when the source sends no truth frame."""
 
-PRED_FIELDS: Mapping[str, type] = {"t_ns": np.int64, "y_m": np.float32, "latency_us": np.float32}
+PRED_FIELDS: Mapping[str, type] = {"t_ns": np.int64, "t": np.float64, "y_m": np.float32, "latency_us": np.float32}
 """One row per causal prediction (``pred/<sensor>``)."""
 
-RESCORE_FIELDS: Mapping[str, type] = {"t_ns": np.int64, "bidir_m": np.float32, "causal_m": np.float32,
-                                      "disagreement_m": np.float32}
+RESCORE_FIELDS: Mapping[str, type] = {"t_ns": np.int64, "t": np.float64, "bidir_m": np.float32,
+                                      "causal_m": np.float32, "disagreement_m": np.float32}
 """One row per re-scored sample (``rescore/<sensor>``); later windows replace earlier rows."""
 
 GATE_NAMES: tuple[str, ...] = ("h", "c", "i", "f", "g", "o")
@@ -147,7 +148,7 @@ class StateHistory:
 
     def __init__(self, columns: int, hidden: int):
         self.hidden = hidden
-        self.ring = Ring(columns, {"t_ns": np.int64, **{g: np.float32 for g in GATE_NAMES}},
+        self.ring = Ring(columns, {"t_ns": np.int64, "t": np.float64, **{g: np.float32 for g in GATE_NAMES}},
                          {g: (hidden,) for g in GATE_NAMES})
 
     def __len__(self) -> int:

@@ -191,6 +191,7 @@ class StatePlots:
         self.message = pg.TextItem("", anchor=(0.5, 0.5))
         self.plots["h"].addItem(self.message, ignoreBounds=True)
         self.c_limit = 1.0
+        self.layer_label = ""
         self.apply_theme(theme)
 
     def apply_theme(self, theme: Theme) -> None:
@@ -208,6 +209,7 @@ class StatePlots:
             line.setPen(pg.mkPen(*theme.cursor, width=1))
 
     def set_hidden(self, hidden: int, layer_label: str) -> None:
+        self.layer_label = layer_label
         for name, p in self.plots.items():
             p.setYRange(0, hidden, padding=0)
             p.setLimits(yMin=0, yMax=hidden)
@@ -235,7 +237,9 @@ class StatePlots:
                 levels = (-1.0, 1.0) if name in SIGNED else (0.0, 1.0)
             img.setImage(arr, autoLevels=False, levels=levels)
             img.setRect(QtCore.QRectF(x0, 0.0, width, arr.shape[1]))
-        self.plots["c"].setTitle(f"{GATE_TITLES['c']} (±{self.c_limit:.1f})", color=self.theme.foreground, size="10pt")
+        suffix = f" · {self.layer_label}" if self.layer_label else ""
+        self.plots["c"].setTitle(f"{GATE_TITLES['c']} (±{self.c_limit:.1f}){suffix}", color=self.theme.foreground,
+                                 size="10pt")
 
     def clear(self) -> None:
         for img in self.images.values():

@@ -57,6 +57,7 @@ class Run:
     y: np.ndarray  # [T] the causal estimates (Dmin / R_max)
     recv_ns: np.ndarray  # [T] receive time of each sample's message (for latency)
     reset_before: bool  # the state was reset just before this run's first sample
+    truth: np.ndarray | None = None  # [T, 4] ground truth when the source sent it (NaN rows: none)
 
 
 @dataclass
@@ -83,6 +84,7 @@ class _Pending:
     recv: list[int]  # receive time of each part's message
     reset_before: bool
     count: int = 0
+    truth: list[np.ndarray | None] = field(default_factory=list)
 
 
 class StatePool:
@@ -170,11 +172,13 @@ class StreamEngine:
         Returns the prediction runs and the stream events, both in a deterministic order."""
         events: list[Event] = []
         pending: dict[str, list[_Pending]] = {}
-        for sensor, block, recv_ns in items:
+        for item in items:
+            sensor, block, recv_ns = item[0], item[1], item[2]
             if block is None:
                 self._request_reset(sensor, events)
             else:
-                self._admit(sensor, block, recv_ns, pending, events)
+                truth = item[3] if len(item) > 3 else None
+                self._admit(sensor, block, recv_ns, pending, events, truth)
         runs = self._execute(pending)
         for st in self.sensors.values():  # resets that no later sample consumed
             if st.reset_pending:
@@ -191,7 +195,7 @@ class StreamEngine:
         self._count(st, "reset_explicit")
         events.append(Event(sensor, "reset", st.next_seq, {"reason": "explicit"}))
 
-    def _admit(self, sensor, block, recv_ns, pending, events) -> None:
+    def _admit(self, sensor, block, recv_ns, pending, events, truth=None) -> None:
         pol = self.policy
         count = block.count
         st = self.sensors.get(sensor)
@@ -246,12 +250,14 @@ class StreamEngine:
         last = runs[-1] if runs else None
         t0 = block.t0_ns + offset * block.period_ns
         part = data[offset:]
+        tpart = truth.data[offset:] if truth is not None else None
         if last is not None and not reset_before and last.seq + last.count == first:
             last.parts.append(part)
             last.recv.append(recv_ns)
+            last.truth.append(tpart)
             last.count += n
         else:  # a reset starts a new run: runs of one sensor execute in order, one per round
-            runs.append(_Pending(sensor, st.epoch, first, t0, block.period_ns, [part], [recv_ns], reset_before, n))
+            runs.append(_Pending(sensor, st.epoch, first, t0, block.period_ns, [part], [recv_ns], reset_before, n, [tpart]))
 
     def _execute(self, pending: dict[str, list[_Pending]]) -> list[Run]:
         runs: list[Run] = []
@@ -288,5 +294,11 @@ class StreamEngine:
                 recv = np.full(p.count, p.recv[0], np.int64)
             else:
                 recv = np.repeat(np.array(p.recv, np.int64), [q.shape[0] for q in p.parts])
-            out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k].copy(), recv, p.reset_before))
+            truth = None
+            if any(t is not None for t in p.truth):
+                truth = np.concatenate([
+                    t if t is not None else np.full((q.shape[0], 4), np.nan, np.float32)
+                    for t, q in zip(p.truth, p.parts)
+                ])
+            out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k].copy(), recv, p.reset_before, truth))
         return out

@@ -20,6 +20,8 @@ import zmq
 from streamer import protocol as P
 from streamer.backends.base import StepBackend
 from streamer.engine import Event, Run, StreamEngine, StreamPolicy
+from streamer.metrics import DelayedLabelMetrics
+from streamer.rescore import RescoreConfig, Rescorer
 
 log = logging.getLogger("radarstream.serve")
 
@@ -63,6 +65,10 @@ class ServiceConfig:
     poll_ms: int = 50
     log_interval_s: float = 5.0
     """Minimum time between two log lines about the same kind of bad input (rate limit)."""
+    rescore: RescoreConfig | None = None
+    """Re-score completed windows with the bidirectional model beside the causal path."""
+    metrics: bool = True
+    """Decode the truth frame when a source sends one and keep delayed-label metrics."""
     checkpoint_every: int | None = None
     """Publish each sensor's (h, c) on ``state/<sensor>`` once at least this many samples have
     passed since its last checkpoint (at the end of a run), so replay can seek and resume."""
@@ -109,6 +115,7 @@ class StreamService:
         *,
         context: zmq.Context | None = None,
         on_runs: Callable[[list[Run]], None] | None = None,
+        weights_dir: str | None = None,
     ):
         self.config = config
         self.backend = backend
@@ -124,7 +131,9 @@ class StreamService:
         self._suppressed: Counter = Counter()
         self._epoch = time.time_ns()
         self._last_checkpoint: dict[str, int] = {}
-        self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=False)
+        self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=config.metrics)
+        self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
+        self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx) if config.rescore else None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -158,20 +167,32 @@ class StreamService:
         sub, pub = self._open()
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)
+        results = None
+        if self.rescorer is not None:
+            results = self.rescorer.bind_results()
+            poller.register(results, zmq.POLLIN)
+            self.rescorer.start()
         log.info("serving %s: feeds %s -> pub %s", self.backend.describe(), self.feed_endpoints, self.pub_endpoint)
         self.ready.set()
         try:
             while not self._stop.is_set():
-                if poller.poll(self.config.poll_ms):
-                    try:
+                ready = dict(poller.poll(self.config.poll_ms))
+                try:
+                    if results is not None and results in ready:
+                        self._forward_rescores(results, pub)
+                    if sub in ready:
                         self._drain_once(sub, pub)
-                    except Exception:  # a bug must cost one batch, not the service
-                        self.stats.decode_errors["internal_error"] += 1
-                        log.exception("internal error while processing a batch (dropped, continuing)")
+                except Exception:  # a bug must cost one batch, not the service
+                    self.stats.decode_errors["internal_error"] += 1
+                    log.exception("internal error while processing a batch (dropped, continuing)")
                 now = time.monotonic()
                 if now - self.stats.last_emit >= self.config.stats_interval_s:
                     self._emit_stats(pub, now)
         finally:
+            if self.rescorer is not None:
+                self.rescorer.stop()
+                self._forward_rescores(results, pub)
+                results.close(0)
             sub.close(0)
             pub.close()
             log.info("stopped: %s", dict(self.engine.counters))
@@ -196,7 +217,7 @@ class StreamService:
                 events.append(self._bad_input(msg))
                 continue
             if msg.kind is P.Kind.SAMPLES:
-                items.append((msg.sensor, msg.block, recv_ns))
+                items.append((msg.sensor, msg.block, recv_ns, msg.truth))
             elif msg.kind is P.Kind.EVENT and (msg.meta or {}).get("type") == "reset":
                 items.append((msg.sensor, None, recv_ns))  # ordered with the samples around it
         runs: list[Run] = []
@@ -204,8 +225,28 @@ class StreamService:
             runs, engine_events = self.engine.process(items)
             events.extend(engine_events)
         self._publish(pub, runs, events)
-        if runs and self.on_runs is not None:
-            self.on_runs(runs)
+        if runs:
+            if self.rescorer is not None:
+                self.rescorer.submit(runs)
+            if self.metrics is not None:
+                for run in runs:
+                    if run.truth is not None:
+                        self.metrics.observe(run)
+            if self.on_runs is not None:
+                self.on_runs(runs)
+
+    def _forward_rescores(self, results: zmq.Socket, pub: zmq.Socket) -> None:
+        """Publish what the re-scoring thread finished (this thread owns the PUB socket)."""
+        while True:
+            try:
+                frames = results.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                return
+            pub.send_multipart(frames)
+            if self.metrics is not None:
+                msg = P.decode_message(frames)
+                if isinstance(msg, P.Message):
+                    self.metrics.observe_rescore(msg.sensor, msg.block.seq, msg.block.data[:, 0])
 
     def _publish(self, pub: zmq.Socket, runs: list[Run], events: list[Event]) -> None:
         # events first: a reset or gap precedes the predictions it concerns
@@ -286,6 +327,8 @@ class StreamService:
             "counters": dict(self.engine.counters),
             "decode_errors": dict(s.decode_errors),
             "backend": self.backend.name,
+            **({"rescore": self.rescorer.snapshot()} if self.rescorer is not None else {}),
+            **({"quality": self.metrics.snapshot()} if self.metrics is not None else {}),
         }
 
     def _emit_stats(self, pub: zmq.Socket, now: float) -> None:

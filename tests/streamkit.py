@@ -21,7 +21,7 @@ def running_service(weights, backend="onnx", **config):
     feed.setsockopt(zmq.SNDHWM, 0)
     port = feed.bind_to_random_port("tcp://127.0.0.1")
     cfg = ServiceConfig(feeds=(f"tcp://127.0.0.1:{port}",), pub="tcp://127.0.0.1:*", **config)
-    service = StreamService(cfg, make_backend(backend, weights), context=ctx)
+    service = StreamService(cfg, make_backend(backend, weights), context=ctx, weights_dir=weights)
     thread = service.start_thread()
     out = ctx.socket(zmq.SUB)
     out.setsockopt(zmq.RCVHWM, 0)

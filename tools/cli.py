@@ -76,6 +76,7 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.backends import make_backend
     from streamer.engine import StreamPolicy
+    from streamer.rescore import RescoreConfig
     from streamer.service import ServiceConfig, StreamService
 
     _setup_logging(args.verbose)
@@ -85,8 +86,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         feeds=tuple(args.feed), pub=args.pub, stats_interval_s=args.stats_interval,
         policy=StreamPolicy(max_gap=args.max_gap), rcvhwm=args.rcvhwm,
         max_samples_per_message=args.max_samples, checkpoint_every=args.checkpoint_every,
+        rescore=RescoreConfig(window=args.window, hop=args.hop, threshold_m=args.threshold_m,
+                              backend=args.backend) if args.rescore else None,
     )
-    service = StreamService(cfg, backend)
+    service = StreamService(cfg, backend, weights_dir=args.weights)
     _install_signal_stop(service.stop)
     service.run()
     return 0
@@ -233,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-samples", type=int, default=65536, help="largest accepted message (samples)")
     sv.add_argument("--checkpoint-every", type=int, default=None, metavar="N",
                     help="publish each sensor's (h, c) on state/<sensor> every N samples (for replay seeking)")
+    sv.add_argument("--rescore", action="store_true",
+                    help="re-score completed windows with the bidirectional model (rescore/<sensor>), beside the causal path")
+    sv.add_argument("--window", type=int, default=512, help="re-scoring window in samples (default 512 = 25.6 s at 20 Hz)")
+    sv.add_argument("--hop", type=int, default=256, help="samples between re-scored windows (default 256)")
+    sv.add_argument("--threshold-m", type=float, default=50.0, help="disagreement threshold in metres (default 50)")
     sv.add_argument("-v", "--verbose", action="store_true")
     sv.set_defaults(func=cmd_serve)
 

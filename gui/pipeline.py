@@ -1,0 +1,120 @@
+"""A whole local pipeline in one process: simulated sensors + the causal service, on random ports.
+
+Used by ``radarstream demo``, by ``radarstream bench-gui`` (in a child process, so that the feed
+and the service do not share the GUI's interpreter) and by the GUI tests. No Qt here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from streamer.simulator import RadarConfig
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    sensors: int = 4
+    rate_hz: float = 20.0
+    samples_per_message: int = 1
+    seed: int = 0
+    weights: Path | None = None
+    """Causal weights for the service (None: the shipped ones)."""
+    backend: str = "onnx"
+    radar: RadarConfig = field(default_factory=RadarConfig)
+    stats_interval_s: float = 1.0
+    checkpoint_every: int | None = None
+    """Publish ``state/<sensor>`` every N samples (the GUI then shows the service's exact h, c)."""
+    host: str = "127.0.0.1"
+
+
+class LocalPipeline:
+    """SimulatedFeed publishing in a thread + StreamService in a thread, both bound to ``:*``.
+
+    ``start()`` returns ``(feed_endpoint, service_endpoint)``; two pipelines never collide.
+    """
+
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.ctx = zmq.Context()
+        self.feed_endpoint: str | None = None
+        self.service_endpoint: str | None = None
+        self.service = None
+        self.feed = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sock: zmq.Socket | None = None
+        self.sent = 0
+
+    def start(self) -> tuple[str, str]:
+        from streamer.backends import make_backend
+        from streamer.publisher import FeedConfig, SimulatedFeed, publish
+        from streamer.service import ServiceConfig, StreamService
+
+        cfg = self.config
+        sock = self.ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.bind(f"tcp://{cfg.host}:*")
+        self._sock = sock
+        self.feed_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        backend = make_backend(cfg.backend, cfg.weights, threads=1)
+        scfg = ServiceConfig(feeds=(self.feed_endpoint,), pub=f"tcp://{cfg.host}:*",
+                             stats_interval_s=cfg.stats_interval_s, checkpoint_every=cfg.checkpoint_every)
+        self.service = StreamService(scfg, backend, context=self.ctx)
+        self._threads.append(self.service.start_thread())
+        self.service_endpoint = self.service.pub_endpoint
+        self.feed = SimulatedFeed(FeedConfig(sensors=cfg.sensors, rate_hz=cfg.rate_hz,
+                                             samples_per_message=cfg.samples_per_message, seed=cfg.seed,
+                                             realtime=True, radar=cfg.radar))
+
+        def run_feed() -> None:
+            self.sent = publish(self.feed, sock, self._stop)
+
+        th = threading.Thread(target=run_feed, name="radarstream-demo-feed", daemon=True)
+        th.start()
+        self._threads.append(th)
+        return self.feed_endpoint, self.service_endpoint
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.service is not None:
+            self.service.stop()
+        for th in self._threads:
+            th.join(5)
+        self._threads = []
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+        self.ctx.term()
+
+    def __enter__(self) -> "LocalPipeline":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve_in_subprocess(conn, config: PipelineConfig) -> None:
+    """Child-process entry (multiprocessing, spawn): run a pipeline, send its endpoints on
+    ``conn``, stop when anything arrives on ``conn``; replies with the samples published."""
+    import torch
+
+    torch.set_num_threads(1)
+    pipe = LocalPipeline(config)
+    try:
+        conn.send(pipe.start())
+        conn.recv()
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        pipe.stop()
+        seq = pipe.feed.seq if pipe.feed is not None else 0
+        try:
+            conn.send({"samples_per_sensor": seq, "sensors": config.sensors})
+        except (BrokenPipeError, OSError):
+            pass

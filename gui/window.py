@@ -1,0 +1,739 @@
+"""The monitor's main window: signal, estimates, live LSTM state and stream health of one sensor.
+
+Threading: batches arrive from the worker thread by a queued signal and are only copied into the
+preallocated ring buffers (cheap); a QTimer at ~30 Hz redraws from the rings. Plot items are only
+ever touched here, in the GUI thread.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import statistics
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from gui.buffers import GATE_NAMES, HistoryConfig, SensorHistory, StateHistory
+from gui.plots import SignalPlots, StatePlots, theme_for
+from gui.replay import ReplayBar, ReplayController
+from gui.stream import Batch, Handoff, ReceiverCounters
+from gui.worker import WorkerConfig, WorkerThread
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """Display settings (the worker has its own :class:`gui.worker.WorkerConfig`)."""
+
+    window_s: float = 60.0
+    """Length of the scrolling time window."""
+    redraw_hz: float = 30.0
+    threshold_m: float = 50.0
+    """Disagreement |causal − bidir| above which the estimates plot is shaded."""
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    heatmap_columns: int = 1500
+    """Heatmap columns drawn at most (more are decimated at draw time)."""
+    max_events: int = 500
+    """Lines kept in the event log."""
+    title: str = "radarstream monitor"
+
+
+def natural_key(text: str) -> list:
+    """``radar-2`` sorts before ``radar-10``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
+
+
+def _join(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
+    """Values of ``src`` at exactly the times ``dst_t`` (NaN where absent); src_t ascending."""
+    out = np.full(len(dst_t), np.nan, np.float64)
+    if len(src_t) == 0 or len(dst_t) == 0:
+        return out
+    idx = np.clip(np.searchsorted(src_t, dst_t), 0, len(src_t) - 1)
+    hit = src_t[idx] == dst_t
+    out[hit] = src_v[idx[hit]]
+    return out
+
+
+def _fmt_us(v: Any) -> str:
+    if v is None:
+        return "–"
+    v = float(v)
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} µs"
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """One sensor at a time; the selector lists every sensor seen."""
+
+    selectionChanged = QtCore.Signal(object, int, int)  # sensor, layer (-1 keep), heatmap stride
+
+    def __init__(self, config: WindowConfig = WindowConfig(), worker: WorkerConfig = WorkerConfig(), *,
+                 replay: ReplayController | None = None, start: bool = True):
+        super().__init__()
+        self.config = config
+        self.worker_config = worker
+        self.setWindowTitle(config.title)
+        self.theme = theme_for(self.palette())
+        self.handoff = Handoff(worker.handoff_limit)
+        self.histories: dict[str, SensorHistory] = {}
+        self.state: StateHistory | None = None
+        self.sensor: str | None = None
+        self.layer = -1
+        self.layers = 0
+        self.hidden = 0
+        self.stride = 1
+        self.t_ref_ns: int | None = None
+        self.paused = False
+        self.r_max_m = worker.receiver.r_max_m or 1000.0
+        self.counters = ReceiverCounters()
+        self.stats: dict[str, Any] | None = None
+        self.stats_at = 0.0
+        self.rescore_summary: dict[str, Any] | None = None
+        self.event_counts: Counter = Counter()  # (sensor, type) -> n
+        self.redraw_ms: deque[float] = deque(maxlen=120)
+        self.frame_times: deque[float] = deque(maxlen=120)
+        self.batches = 0
+        self.readout_text = ""
+        self._dirty = False
+        self._rates: dict[str, deque] = {}
+        self._replay = replay
+
+        self._build_ui()
+        if replay is not None:
+            self.replay_bar = ReplayBar(replay, self)
+            self.replay_bar.seeked.connect(lambda _pos: self.clear())
+            self.addToolBar(QtCore.Qt.ToolBarArea.BottomToolBarArea, self.replay_bar)
+        else:
+            self.replay_bar = None
+
+        self.worker_thread = WorkerThread(worker, self.handoff)
+        w = self.worker_thread.worker
+        w.batchReady.connect(self.ingest)
+        w.info.connect(self._on_worker_info)
+        self.selectionChanged.connect(w.select)
+
+        self.redraw_timer = QtCore.QTimer(self)
+        self.redraw_timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self.redraw_timer.timeout.connect(self.redraw)
+        self.status_timer = QtCore.QTimer(self)
+        self.status_timer.timeout.connect(self.refresh_status)
+        if start:
+            self.start()
+
+    # ------------------------------------------------------------------ UI
+
+    def _build_ui(self) -> None:
+        cfg = self.config
+        tb = QtWidgets.QToolBar("Controls", self)
+        tb.setObjectName("controls")
+        tb.setMovable(False)
+        self.addToolBar(tb)
+        self.sensor_box = QtWidgets.QComboBox(self)
+        self.sensor_box.setMinimumContentsLength(12)
+        self.sensor_box.setToolTip("Sensor to show (every sensor seen on the feed or the service)")
+        self.sensor_box.currentTextChanged.connect(self.select_sensor)
+        self.window_box = QtWidgets.QDoubleSpinBox(self)
+        self.window_box.setRange(1.0, 3600.0)
+        self.window_box.setDecimals(0)
+        self.window_box.setSuffix(" s")
+        self.window_box.setValue(cfg.window_s)
+        self.window_box.setToolTip("Length of the scrolling time window")
+        self.window_box.valueChanged.connect(self._on_window)
+        self.layer_box = QtWidgets.QComboBox(self)
+        self.layer_box.setToolTip("LSTM layer whose h, c and gates are shown")
+        self.layer_box.setEnabled(False)
+        self.layer_box.currentIndexChanged.connect(self._on_layer)
+        self.threshold_box = QtWidgets.QDoubleSpinBox(self)
+        self.threshold_box.setRange(0.0, 100000.0)
+        self.threshold_box.setDecimals(0)
+        self.threshold_box.setSuffix(" m")
+        self.threshold_box.setValue(cfg.threshold_m)
+        self.threshold_box.setToolTip("Shade the estimates where |causal − bidirectional| exceeds this")
+        self.threshold_box.valueChanged.connect(lambda _v: self._mark_dirty())
+        self.pause_button = QtWidgets.QPushButton("⏸ Pause", self)
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Freeze the display (data keeps being recorded); pan and zoom while paused")
+        self.pause_button.toggled.connect(self.set_paused)
+        self.clear_button = QtWidgets.QPushButton("Clear", self)
+        self.clear_button.setToolTip("Forget the history of every sensor")
+        self.clear_button.clicked.connect(self.clear)
+        self.export_button = QtWidgets.QPushButton("Export CSV…", self)
+        self.export_button.setToolTip("Write the visible time range of the selected sensor to a CSV file")
+        self.export_button.clicked.connect(self._on_export)
+        for label, widget in (("Sensor ", self.sensor_box), ("  Window ", self.window_box),
+                              ("  Layer ", self.layer_box), ("  Disagreement > ", self.threshold_box)):
+            tb.addWidget(QtWidgets.QLabel(label, self))
+            tb.addWidget(widget)
+        tb.addSeparator()
+        for b in (self.pause_button, self.clear_button, self.export_button):
+            tb.addWidget(b)
+
+        self.signal_view = pg.GraphicsLayoutWidget(self)
+        self.state_view = pg.GraphicsLayoutWidget(self)
+        self.signal_plots = SignalPlots(self.signal_view, self.theme, self.r_max_m)
+        self.state_plots = StatePlots(self.state_view, self.theme, self.signal_plots.amp)
+        self.state_plots.show_message("loading the causal model…")
+        top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, self)
+        top.addWidget(self.signal_view)
+        top.addWidget(self.state_view)
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 2)
+
+        self.status_box = QtWidgets.QGroupBox("Stream status", self)
+        grid = QtWidgets.QGridLayout(self.status_box)
+        grid.setHorizontalSpacing(18)
+        grid.setVerticalSpacing(3)
+        self.status_labels: dict[str, QtWidgets.QLabel] = {}
+        rows = (
+            ("input", "Input rate"), ("sensor_rate", "Selected sensor"), ("latency", "Latency p50 / p99 / max"),
+            ("service", "Service"), ("gaps", "Gaps"), ("resets", "Resets"), ("malformed", "Malformed"),
+            ("duplicates", "Duplicates"), ("drops", "GUI drops"), ("gui", "Redraw"), ("rescore", "Re-score"),
+        )
+        for k, (key, text) in enumerate(rows):
+            name = QtWidgets.QLabel(text + ":", self.status_box)
+            name.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+            value = QtWidgets.QLabel("–", self.status_box)
+            value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            r, c = k % 6, (k // 6) * 2
+            grid.addWidget(name, r, c)
+            grid.addWidget(value, r, c + 1)
+            grid.setColumnStretch(c + 1, 1)
+            self.status_labels[key] = value
+        self.event_log = QtWidgets.QPlainTextEdit(self)
+        self.event_log.setReadOnly(True)
+        self.event_log.setMaximumBlockCount(cfg.max_events)
+        self.event_log.setPlaceholderText("Stream events (gaps, resets, malformed input, new sensors) appear here")
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+        self.event_log.setFont(font)
+        events_box = QtWidgets.QGroupBox("Events", self)
+        QtWidgets.QVBoxLayout(events_box).addWidget(self.event_log)
+        bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, self)
+        bottom.addWidget(self.status_box)
+        bottom.addWidget(events_box)
+        bottom.setStretchFactor(0, 3)
+        bottom.setStretchFactor(1, 2)
+
+        main = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, self)
+        main.addWidget(top)
+        main.addWidget(bottom)
+        main.setStretchFactor(0, 5)
+        main.setStretchFactor(1, 1)
+        self.setCentralWidget(main)
+
+        self.readout = QtWidgets.QLabel("Move the mouse over a plot to read every curve at that time", self)
+        self.statusBar().addWidget(self.readout, 1)
+        self.mode_label = QtWidgets.QLabel("", self)
+        self.statusBar().addPermanentWidget(self.mode_label)
+        self._mouse_proxies = [
+            pg.SignalProxy(view.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
+            for view in (self.signal_view, self.state_view)
+        ]
+        QtGui.QShortcut(QtGui.QKeySequence("Space"), self, activated=self.pause_button.toggle)
+        self._set_live_interaction()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.worker_thread.start()
+        self.redraw_timer.start(max(1, int(1000 / self.config.redraw_hz)))
+        self.status_timer.start(250)
+
+    def shutdown(self) -> None:
+        """Stop timers and the worker (sockets close in the worker thread)."""
+        self.redraw_timer.stop()
+        self.status_timer.stop()
+        self.worker_thread.stop()
+        if self._replay is not None:
+            self._replay.close()
+            self._replay = None
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
+
+    def changeEvent(self, event: QtCore.QEvent) -> None:
+        if event.type() in (QtCore.QEvent.Type.PaletteChange, QtCore.QEvent.Type.ApplicationPaletteChange):
+            theme = theme_for(self.palette())
+            if theme != self.theme:
+                self.theme = theme
+                self.signal_plots.apply_theme(theme)
+                self.state_plots.apply_theme(theme)
+                self._mark_dirty()
+        super().changeEvent(event)
+
+    # ------------------------------------------------------------------ worker → GUI
+
+    @QtCore.Slot(object)
+    def _on_worker_info(self, info: dict) -> None:
+        if info.get("r_max_m"):
+            self.r_max_m = float(info["r_max_m"])
+            self.signal_plots.set_r_max(self.r_max_m)
+        if not info.get("gate_model"):
+            self.state_plots.show_message("LSTM state view off:\n" + info.get("reason", "no model"))
+            return
+        self.layers, self.hidden = int(info["layers"]), int(info["hidden"])
+        self.layer_box.blockSignals(True)
+        self.layer_box.clear()
+        for k in range(self.layers):
+            role = "input side" if k == 0 and self.layers > 1 else ("feeds the head" if k == self.layers - 1 else "")
+            self.layer_box.addItem(f"{k + 1} of {self.layers}" + (f" ({role})" if role else ""), k)
+        self.layer = self.layers - 1
+        self.layer_box.setCurrentIndex(self.layer)
+        self.layer_box.blockSignals(False)
+        self.layer_box.setEnabled(True)
+        self.state_plots.set_hidden(self.hidden, f"layer {self.layer + 1}")
+        self.state_plots.show_message("" if self.sensor else "waiting for samples…")
+        self._request_gates()
+
+    @QtCore.Slot(object)
+    def ingest(self, batch: Batch) -> None:
+        """Copy a batch into the rings (no drawing here); always frees its hand-off slot."""
+        try:
+            self._ingest(batch)
+        finally:
+            self.handoff.release()
+
+    def _ingest(self, batch: Batch) -> None:
+        self.batches += 1
+        self.counters = batch.counters
+        if batch.r_max_m and self.worker_config.receiver.r_max_m is None and abs(batch.r_max_m - self.r_max_m) > 1e-6:
+            self.r_max_m = batch.r_max_m
+            self.signal_plots.set_r_max(self.r_max_m)
+        if self.t_ref_ns is None:
+            firsts = [int(c.t_ns[0]) for c in batch.samples.values() if len(c)]
+            firsts += [int(c.t_ns[0]) for c in batch.preds.values() if len(c)]
+            if firsts:
+                self.t_ref_ns = min(firsts)
+        ref = self.t_ref_ns or 0
+        now = time.monotonic()
+        for sensor, ch in batch.samples.items():
+            hist = self._history(sensor)
+            if hist is None:
+                continue
+            hist.period_ns = ch.period_ns
+            amp_db = (20.0 * np.log10(np.maximum(ch.amplitude, 1e-3))).astype(np.float32)
+            hist.samples.append(t_ns=ch.t_ns, t=(ch.t_ns - ref) * 1e-9, seq=ch.seq, amplitude=ch.amplitude,
+                                amplitude_db=amp_db, distance_m=ch.distance_m, dmin_m=ch.dmin_m,
+                                true_range_m=ch.true_range_m, snr_db=ch.snr_db)
+            self._rates.setdefault(sensor, deque(maxlen=64)).append((now, len(ch)))
+        for sensor, ch in batch.preds.items():
+            hist = self._history(sensor)
+            if hist is not None:
+                hist.preds.append(t_ns=ch.t_ns, t=(ch.t_ns - ref) * 1e-9, y_m=ch.y_m, latency_us=ch.latency_us)
+        for sensor, chunks in batch.rescores.items():
+            hist = self._history(sensor)
+            if hist is None:
+                continue
+            for ch in chunks:
+                self._ingest_rescore(hist, ch, ref)
+                self.rescore_summary = {"sensor": sensor, **ch.summary}
+        g = batch.gates
+        if g is not None and g.sensor == self.sensor and self.hidden:
+            if g.replace or self.state is None:
+                self.state = StateHistory(self.config.history.state_columns, self.hidden)
+            if len(g.t_ns):
+                self.state.ring.append(t_ns=g.t_ns, t=(g.t_ns - ref) * 1e-9, **g.traces)
+        if batch.events:
+            self._log_events(batch.events)
+        if batch.stats is not None:
+            self.stats, self.stats_at = batch.stats, now
+        self._mark_dirty()
+
+    def _ingest_rescore(self, hist: SensorHistory, ch, ref: int) -> None:
+        ring = hist.rescores
+        if len(ring):  # a window replaces earlier rows from its first sample on
+            ring.truncate(int(np.searchsorted(ring.view("t_ns"), ch.t_ns[0], "left")))
+        causal = ch.causal_m.astype(np.float64)
+        missing = np.isnan(causal)
+        if missing.any():
+            causal[missing] = _join(hist.preds.view("t_ns"), hist.preds.view("y_m"), ch.t_ns[missing])
+        dis = ch.disagreement_m.astype(np.float64)
+        dmiss = np.isnan(dis)
+        dis[dmiss] = np.abs(ch.bidir_m[dmiss] - causal[dmiss])
+        ring.append(t_ns=ch.t_ns, t=(ch.t_ns - ref) * 1e-9, bidir_m=ch.bidir_m, causal_m=causal, disagreement_m=dis)
+
+    def _history(self, sensor: str) -> SensorHistory | None:
+        hist = self.histories.get(sensor)
+        if hist is None:
+            if len(self.histories) >= self.config.history.max_sensors:
+                return None
+            hist = self.histories[sensor] = SensorHistory(sensor, self.config.history)
+            names = sorted(self.histories, key=natural_key)
+            self.sensor_box.blockSignals(True)
+            self.sensor_box.insertItem(names.index(sensor), sensor)
+            self.sensor_box.blockSignals(False)
+            if self.sensor is None:
+                self.sensor_box.setCurrentText(sensor)
+                self.select_sensor(sensor)
+            else:
+                self.sensor_box.blockSignals(True)
+                self.sensor_box.setCurrentText(self.sensor)
+                self.sensor_box.blockSignals(False)
+        return hist
+
+    def _log_events(self, events) -> None:
+        lines = []
+        for ev in events:
+            self.event_counts[(ev.sensor, ev.type)] += 1
+            if ev.type == "gap" and ev.meta.get("action") == "reset":
+                self.event_counts[(ev.sensor, "gap_reset")] += 1
+            if len(lines) < 20:
+                details = ", ".join(f"{k}={v}" for k, v in ev.meta.items() if k != "type" and not isinstance(v, (dict, list)))
+                stamp = time.strftime("%H:%M:%S", time.localtime(ev.t_ns / 1e9)) if ev.t_ns > 0 else "--:--:--"
+                lines.append(f"{stamp} {ev.sensor:<12} {ev.type:<13} {details}")
+        if len(events) > len(lines):
+            lines.append(f"… and {len(events) - len(lines)} more events in this batch")
+        self.event_log.appendPlainText("\n".join(lines))
+
+    # ------------------------------------------------------------------ controls
+
+    @QtCore.Slot(str)
+    def select_sensor(self, sensor: str) -> None:
+        if not sensor or sensor == self.sensor and self.state is not None:
+            return
+        self.sensor = sensor
+        if self.sensor_box.currentText() != sensor:
+            self.sensor_box.blockSignals(True)
+            self.sensor_box.setCurrentText(sensor)
+            self.sensor_box.blockSignals(False)
+        self.state = None
+        self.state_plots.clear()
+        if self.hidden:
+            self.state_plots.show_message("")
+        self._request_gates()
+        self._mark_dirty()
+
+    def _request_gates(self) -> None:
+        self.stride = self._wanted_stride()
+        self.selectionChanged.emit(self.sensor, self.layer, self.stride)
+
+    def _wanted_stride(self) -> int:
+        """Heatmap column every ``stride`` samples so that the window fits half the state ring."""
+        hist = self.histories.get(self.sensor or "")
+        period = hist.period_ns if hist is not None and hist.period_ns > 0 else 0
+        if not period:
+            return 1
+        per_window = self.window_box.value() * 1e9 / period
+        return max(1, math.ceil(per_window / (self.config.history.state_columns // 2)))
+
+    def _on_window(self, _value: float) -> None:
+        if self._wanted_stride() != self.stride:
+            self.state = None
+            self._request_gates()
+        self._mark_dirty()
+
+    def _on_layer(self, index: int) -> None:
+        if index < 0:
+            return
+        self.layer = int(self.layer_box.itemData(index))
+        self.state = None
+        self.state_plots.clear()
+        self.state_plots.set_hidden(self.hidden, f"layer {self.layer + 1}")
+        self._request_gates()
+
+    @QtCore.Slot(bool)
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if self.pause_button.isChecked() != paused:
+            self.pause_button.setChecked(paused)
+        self.pause_button.setText("▶ Resume" if paused else "⏸ Pause")
+        self._set_live_interaction()
+        if not paused:
+            self._mark_dirty()
+
+    def _set_live_interaction(self) -> None:
+        """Live: the time axis scrolls by itself (mouse zooms y only). Paused: pan/zoom both."""
+        for p in (*self.signal_plots.plots, *self.state_plots.plots.values()):
+            p.setMouseEnabled(x=self.paused, y=True)
+        self.mode_label.setText("PAUSED: display frozen, data still recorded" if self.paused else "live")
+
+    @QtCore.Slot()
+    def clear(self) -> None:
+        for hist in self.histories.values():
+            hist.clear()
+        self.state = None
+        self.state_plots.clear()
+        self.t_ref_ns = None
+        self.event_log.clear()
+        for item in (self.signal_plots.amplitude, self.signal_plots.detections, self.signal_plots.true_range,
+                     self.signal_plots.causal, self.signal_plots.bidir, self.signal_plots.truth):
+            item.setData([], [])
+        self.signal_plots.set_bands(np.empty(0), np.empty(0))
+        self._request_gates()
+
+    def _mark_dirty(self) -> None:
+        """Ask the redraw timer for a frame (it skips frames when nothing changed)."""
+        self._dirty = True
+
+    # ------------------------------------------------------------------ drawing
+
+    def visible_range_ns(self) -> tuple[int, int] | None:
+        """Time range (ns) currently on screen, from the plots' x axis."""
+        if self.t_ref_ns is None:
+            return None
+        x0, x1 = self.signal_plots.est.viewRange()[0]
+        return self.t_ref_ns + int(x0 * 1e9), self.t_ref_ns + int(math.ceil(x1 * 1e9))
+
+    @QtCore.Slot()
+    def redraw(self) -> None:
+        """Redraw the selected sensor from the rings (GUI thread, ~30 Hz; skipped when paused)."""
+        if self.paused or not self._dirty:
+            return
+        started = time.perf_counter()
+        self._dirty = False
+        hist = self.histories.get(self.sensor or "")
+        if hist is None or self.t_ref_ns is None:
+            return
+        t_last = hist.latest_t_ns()
+        if t_last is None:
+            return
+        lo = t_last - int(self.window_box.value() * 1e9)
+        sp = self.signal_plots
+        s = hist.samples
+        w = s.window(lo, t_last)
+        t = s.view("t")[w]
+        sp.amplitude.setData(t, s.view("amplitude_db")[w])
+        dist = s.view("distance_m")[w]
+        det = dist >= 0.0  # < 0: no detection on that dwell (protocol §6): not drawn at all
+        sp.detections.setData(t[det], dist[det])
+        truth_range = s.view("true_range_m")[w]
+        dmin = s.view("dmin_m")[w]
+        has_truth = bool(len(t)) and not (np.isnan(truth_range[-1]) and np.isnan(truth_range).all())
+        sp.true_range.setData(t, truth_range) if has_truth else sp.true_range.setData([], [])
+        sp.truth.setData(t, dmin) if has_truth else sp.truth.setData([], [])
+        p = hist.preds
+        wp = p.window(lo, t_last)
+        sp.causal.setData(p.view("t")[wp], p.view("y_m")[wp])
+        r = hist.rescores
+        wr = r.window(lo, t_last)
+        tr = r.view("t")[wr]
+        sp.bidir.setData(tr, r.view("bidir_m")[wr])
+        self._draw_bands(tr, r.view("disagreement_m")[wr], hist.period_ns)
+        self._draw_state(lo, t_last)
+        x0 = (lo - self.t_ref_ns) * 1e-9
+        x1 = (t_last - self.t_ref_ns) * 1e-9
+        sp.amp.setXRange(x0, x1, padding=0)
+        now = time.perf_counter()
+        self.redraw_ms.append((now - started) * 1e3)
+        self.frame_times.append(now)
+
+    def _draw_bands(self, t: np.ndarray, dis: np.ndarray, period_ns: int) -> None:
+        thr = self.threshold_box.value()
+        if len(t) == 0:
+            self.signal_plots.set_bands(np.empty(0), np.empty(0))
+            return
+        over = np.nan_to_num(dis, nan=0.0) > thr
+        edges = np.diff(np.concatenate(([0], over.view(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        dt = period_ns * 1e-9 if period_ns else 0.0
+        self.signal_plots.set_bands(t[starts], t[ends - 1] + dt)
+
+    def _draw_state(self, lo: int, hi: int) -> None:
+        st = self.state
+        if st is None or not len(st):
+            return
+        ring = st.ring
+        w = ring.window(lo, hi)
+        n = w.stop - w.start
+        if n <= 0:
+            self.state_plots.clear()
+            return
+        step = max(1, math.ceil(n / self.config.heatmap_columns))
+        sel = slice(w.start, w.stop, step)
+        t = ring.view("t")[sel]
+        spacing = (t[-1] - t[0]) / max(len(t) - 1, 1) if len(t) > 1 else 0.05
+        traces = {g: ring.view(g)[sel] for g in GATE_NAMES}
+        self.state_plots.set_images(float(t[0]), float(t[-1] + spacing), traces)
+
+    # ------------------------------------------------------------------ status
+
+    def sensor_rate(self, sensor: str) -> float:
+        """Samples per second of ``sensor`` over the last few seconds of batches."""
+        q = self._rates.get(sensor)
+        if not q:
+            return 0.0
+        now = time.monotonic()
+        recent = [(t, n) for t, n in q if now - t <= 3.0]
+        if len(recent) < 2:
+            return 0.0
+        span = max(recent[-1][0] - recent[0][0], 1e-3)
+        return sum(n for _, n in recent[1:]) / span
+
+    @QtCore.Slot()
+    def refresh_status(self) -> None:
+        lab = self.status_labels
+        c = self.counters
+        total_rate = sum(self.sensor_rate(s) for s in self.histories)
+        lab["input"].setText(f"{total_rate:,.0f} samples/s · {len(self.histories)} sensors · "
+                             f"{c.feed_gap_samples} lost before the GUI")
+        sel = self.sensor or "–"
+        if self.sensor:
+            hist = self.histories.get(self.sensor)
+            nominal = f" (period {hist.period_ns / 1e6:g} ms)" if hist is not None and hist.period_ns else ""
+            lab["sensor_rate"].setText(f"{sel}: {self.sensor_rate(self.sensor):.1f} Hz{nominal}")
+        stats = self.stats
+        fresh = stats is not None and time.monotonic() - self.stats_at < 5.0
+        if fresh:
+            lat = stats.get("latency_us") or {}
+            lab["latency"].setText(f"{_fmt_us(lat.get('p50'))} / {_fmt_us(lat.get('p99'))} / {_fmt_us(lat.get('max'))}")
+            lab["service"].setText(f"{stats.get('samples_per_s', 0):,.0f} samples/s · {stats.get('sensors', 0)} sensors · "
+                                   f"{stats.get('backend', '?')} · up {stats.get('uptime_s', 0):.0f} s")
+        else:
+            lab["latency"].setText("–")
+            lab["service"].setText("no stats from the service (not running, or not at --service?)"
+                                   if stats is None else "stats stale (service stopped?)")
+        counters = (stats or {}).get("counters", {}) or {}
+        errors = (stats or {}).get("decode_errors", {}) or {}
+        ev = self.event_counts
+        mine = lambda t: ev.get((self.sensor, t), 0)  # noqa: E731
+        resets = sum(v for k, v in counters.items() if k.startswith("reset_")) + counters.get("epoch_change", 0) \
+            + counters.get("backwards", 0)
+        lab["gaps"].setText(f"{counters.get('gap', 0)} ({counters.get('gap_samples', 0)} samples) · "
+                            f"{sel}: {mine('gap')}")
+        lab["resets"].setText(f"{resets} · {sel}: {mine('reset') + mine('epoch_change') + mine('backwards') + mine('gap_reset')}")
+        lab["malformed"].setText(f"{sum(errors.values())} at the service · {c.decode_errors} at the GUI · "
+                                 f"{sel}: {mine('malformed')}")
+        lab["duplicates"].setText(f"{counters.get('duplicate', 0)} · {sel}: {mine('duplicate')}")
+        lab["drops"].setText(f"{c.dropped_batches} batches ({c.dropped_samples} samples) · queue "
+                             f"{self.handoff.in_flight}/{self.handoff.limit} (max {c.max_in_flight})")
+        med = statistics.median(self.redraw_ms) if self.redraw_ms else 0.0
+        ft = [t for t in self.frame_times if time.perf_counter() - t < 2.0]
+        fps = (len(ft) - 1) / max(ft[-1] - ft[0], 1e-3) if len(ft) > 1 else 0.0
+        lab["gui"].setText(f"{med:.1f} ms median · {fps:.0f} frames/s")
+        if self.rescore_summary:
+            lab["rescore"].setText(", ".join(f"{k}={v}" for k, v in list(self.rescore_summary.items())[:6]))
+        else:
+            lab["rescore"].setText("none received (re-scoring stage not running)")
+        if self._wanted_stride() != self.stride:
+            self.state = None
+            self._request_gates()
+
+    # ------------------------------------------------------------------ cursor readout
+
+    def _on_mouse(self, args) -> None:
+        pos = args[0]
+        for view, plots in ((self.signal_view, self.signal_plots.plots), (self.state_view, tuple(self.state_plots.plots.values()))):
+            for p in plots:
+                if p.sceneBoundingRect().contains(pos) and p.scene() is not None and p.vb.sceneBoundingRect().contains(pos):
+                    pt = p.vb.mapSceneToView(pos)
+                    gate = next((g for g, q in self.state_plots.plots.items() if q is p), None)
+                    self.show_readout(pt.x(), pt.y() if gate else None, gate)
+                    return
+
+    def show_readout(self, x: float, y: float | None = None, gate: str | None = None) -> str:
+        """Values of every curve at time ``x`` (s); with ``gate``, the unit under ``y`` too."""
+        for line in (*self.signal_plots.cursors, *self.state_plots.cursors):
+            line.setPos(x)
+            line.setVisible(True)
+        hist = self.histories.get(self.sensor or "")
+        parts = [f"t = {x:.3f} s"]
+        if hist is not None:
+            def near(ring, name, tol_s):
+                if not len(ring):
+                    return None
+                tv = ring.view("t")
+                k = int(np.clip(np.searchsorted(tv, x), 1, len(tv) - 1)) if len(tv) > 1 else 0
+                if len(tv) > 1 and abs(tv[k - 1] - x) < abs(tv[k] - x):
+                    k -= 1
+                return float(ring.view(name)[k]) if abs(tv[k] - x) <= tol_s else None
+
+            tol = max(hist.period_ns * 1e-9, 1e-3) * 1.5
+            s = hist.samples
+            amp = near(s, "amplitude_db", tol)
+            if amp is not None:
+                parts.append(f"amplitude {amp:.1f} dB")
+                d = near(s, "distance_m", tol)
+                parts.append(f"range {d:.0f} m" if d is not None and d >= 0 else "no detection")
+                tr = near(s, "true_range_m", tol)
+                if tr is not None and not math.isnan(tr):
+                    parts.append(f"true range {tr:.0f} m")
+                snr = near(s, "snr_db", tol)
+                if snr is not None and not math.isnan(snr):
+                    parts.append(f"SNR {snr:.1f} dB")
+            yc = near(hist.preds, "y_m", tol)
+            if yc is not None:
+                parts.append(f"causal {yc:.0f} m")
+            b = near(hist.rescores, "bidir_m", tol)
+            if b is not None and not math.isnan(b):
+                parts.append(f"bidir {b:.0f} m")
+                dis = near(hist.rescores, "disagreement_m", tol)
+                if dis is not None and not math.isnan(dis):
+                    parts.append(f"|Δ| {dis:.0f} m")
+            dm = near(s, "dmin_m", tol)
+            if dm is not None and not math.isnan(dm):
+                parts.append(f"truth Dmin {dm:.0f} m")
+        if gate is not None and y is not None and self.state is not None and len(self.state):
+            ring = self.state.ring
+            tv = ring.view("t")
+            k = int(np.clip(np.searchsorted(tv, x), 0, len(tv) - 1))
+            unit = int(np.clip(math.floor(y), 0, self.hidden - 1))
+            name = "ĉ" if gate == "g" else gate
+            parts.append(f"{name}[unit {unit}] = {float(ring.view(gate)[k, unit]):+.3f}")
+        self.readout_text = " · ".join(parts)
+        self.readout.setText(self.readout_text)
+        return self.readout_text
+
+    # ------------------------------------------------------------------ export
+
+    def _on_export(self) -> None:
+        default = f"{self.sensor or 'radarstream'}-{time.strftime('%Y%m%d-%H%M%S')}.csv"
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export visible range", default, "CSV files (*.csv)")
+        if path:
+            n = self.export_csv(path)
+            self.statusBar().showMessage(f"wrote {n} rows to {path}", 5000)
+
+    CSV_COLUMNS = ("time_s", "t_ns", "seq", "amplitude", "distance_m", "true_range_m", "snr_db", "truth_dmin_m",
+                   "causal_m", "latency_us", "bidir_m", "disagreement_m")
+
+    def export_csv(self, path: str | Path, t_range_ns: tuple[int, int] | None = None) -> int:
+        """Write the selected sensor's samples in the visible range (or ``t_range_ns``) joined with
+        predictions and re-scores by sample time; empty cells for "no detection" and missing
+        values. Returns the number of data rows."""
+        hist = self.histories.get(self.sensor or "")
+        rng = t_range_ns or self.visible_range_ns()
+        rows = 0
+        with open(path, "w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow([f"# sensor={self.sensor}", f"t_ref_ns={self.t_ref_ns}", f"r_max_m={self.r_max_m:g}"])
+            out.writerow(self.CSV_COLUMNS)
+            if hist is None or rng is None:
+                return 0
+            s, p, r = hist.samples, hist.preds, hist.rescores
+            w = s.window(*rng)
+            t_ns = s.view("t_ns")[w]
+            if len(t_ns) == 0:  # no samples subscribed: export the predictions alone
+                wp = p.window(*rng)
+                t_ns = p.view("t_ns")[wp]
+                cols = {"seq": np.full(len(t_ns), np.nan)}
+                for k in ("amplitude", "distance_m", "true_range_m", "snr_db", "dmin_m"):
+                    cols[k] = np.full(len(t_ns), np.nan)
+            else:
+                cols = {k: s.view(k)[w] for k in ("seq", "amplitude", "distance_m", "true_range_m", "snr_db", "dmin_m")}
+            causal = _join(p.view("t_ns"), p.view("y_m"), t_ns)
+            lat = _join(p.view("t_ns"), p.view("latency_us"), t_ns)
+            bidir = _join(r.view("t_ns"), r.view("bidir_m"), t_ns)
+            dis = _join(r.view("t_ns"), r.view("disagreement_m"), t_ns)
+            ref = self.t_ref_ns or 0
+            dist = np.asarray(cols["distance_m"], np.float64)
+            dist = np.where(dist >= 0, dist, np.nan)  # no detection -> empty cell
+            table = (
+                (t_ns - ref) * 1e-9, t_ns, cols["seq"], cols["amplitude"], dist, cols["true_range_m"], cols["snr_db"],
+                cols["dmin_m"], causal, lat, bidir, dis,
+            )
+
+            def cell(v) -> str:
+                if isinstance(v, (int, np.integer)):
+                    return str(int(v))
+                v = float(v)
+                return "" if math.isnan(v) else f"{v:.9g}"
+
+            for k in range(len(t_ns)):
+                out.writerow([cell(col[k]) for col in table])
+                rows += 1
+        return rows

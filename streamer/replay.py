@@ -1,0 +1,558 @@
+"""Playing recordings back: an indexed reader, a paced cursor for the GUI, and the publisher.
+
+Replay sends the recorded wire frames unchanged (same epoch, same seq, truth included), so a
+service fed by a replay computes exactly what it computed live. ``Replayer`` is the one playback
+cursor for both the ``radarstream replay`` command and the GUI: a worker thread pulls due messages
+with ``next_batch`` while any thread may ``play``, ``pause``, ``set_speed`` or ``seek``. Seeking
+with an engine resumes each sensor's causal state from the nearest recorded checkpoint at or before
+the seek point and runs the few samples after it, so the estimates after a seek are exactly those
+of a replay from the start (docs/recording.md, "Checkpoints").
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamer import protocol as P
+from streamer.recording_format import RecordingError, block_header, parse_kinds, parse_topic, unpack_frames
+
+__all__ = [
+    "Recorded",
+    "Recording",
+    "iter_messages",
+    "Checkpoint",
+    "SeekResult",
+    "Replayer",
+    "ReplayStats",
+    "publish_recording",
+    "parse_speed",
+]
+
+_MASK64 = (1 << 64) - 1
+_EPOCH = struct.Struct("<Q")
+_MAGIC = b"\x89MCAP0\r\n"
+
+
+def parse_speed(text: str | float) -> float:
+    """``"max"`` -> inf, else a positive factor (``1``, ``10``, ``0.5``)."""
+    if isinstance(text, str) and text.strip().lower() == "max":
+        return math.inf
+    value = float(text)
+    if not value > 0:
+        raise ValueError("speed must be > 0 or 'max'")
+    return value
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One recorded message: its times, its topic and its exact wire frames (topic first)."""
+
+    log_time_ns: int
+    """When the recorder received it (ns since the Unix epoch)."""
+    publish_time_ns: int
+    """The block's t0_ns: the time of its first sample."""
+    topic: str
+    kind: str
+    sensor: str
+    frames: tuple[bytes, ...]
+
+    @cached_property
+    def message(self) -> P.Message | P.DecodeError:
+        """The decoded message (decoded once, on first use)."""
+        return P.decode_message(self.frames)
+
+    @property
+    def count(self) -> int:
+        head = block_header(self.frames[1]) if len(self.frames) > 1 else None
+        return head[5] if head else 0
+
+
+def _bump_epoch(frames: tuple[bytes, ...], kind: str, k: int) -> tuple[bytes, ...]:
+    """Frames with every block's epoch advanced by ``k``: a replay pass after the first (loop, seek
+    back) must look like a restarted publisher, or receivers would drop it as duplicates."""
+    if k == 0:
+        return frames
+    out = list(frames)
+    for i in (1, 2) if kind == "samples" else (1,):
+        if i < len(out) and len(out[i]) >= P.HEADER_SIZE:
+            b = bytearray(out[i])
+            (epoch,) = _EPOCH.unpack_from(b, 8)
+            _EPOCH.pack_into(b, 8, (epoch + k) & _MASK64)
+            out[i] = bytes(b)
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- indexed reader
+
+
+class Recording:
+    """A finished (indexed) recording: channels, time span, and message iterators.
+
+    A torn file (recorder killed, disk full) is refused with a RecordingError that says to run
+    ``radarstream recording repair``: an indexed read of it would silently stop at a random point.
+    """
+
+    def __init__(self, path: str | Path):
+        from mcap.reader import make_reader
+
+        self.path = Path(path)
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(8)
+                if head != _MAGIC:
+                    what = "empty" if not head else "too short" if len(head) < 8 else "bad magic bytes"
+                    raise RecordingError(f"{self.path}: not an MCAP file ({what})")
+                try:
+                    summary = make_reader(f).get_summary()
+                except Exception:  # noqa: BLE001 - every tail parse failure means "not finished"
+                    summary = None
+        except OSError as exc:
+            raise RecordingError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
+        if summary is None:
+            raise RecordingError(
+                f"{self.path}: not a finished recording (no MCAP summary/footer: the recorder was killed "
+                f"or the file is truncated). Recover it with `radarstream recording repair {self.path} "
+                f"--out CLEAN.mcap`")
+        self._summary = summary
+        self.channels = {c.id: c for c in summary.channels.values()}
+        st = summary.statistics
+        if st is not None and st.message_count:
+            self.start_ns, self.end_ns = st.message_start_time, st.message_end_time
+        elif summary.chunk_indexes:
+            self.start_ns = min(c.message_start_time for c in summary.chunk_indexes)
+            self.end_ns = max(c.message_end_time for c in summary.chunk_indexes)
+        else:
+            self.start_ns = self.end_ns = 0
+        self.message_counts: dict[str, int] = {}
+        if st is not None:
+            for cid, n in st.channel_message_counts.items():
+                if cid in self.channels:
+                    self.message_counts[self.channels[cid].topic] = n
+        self._parsed: dict[str, tuple[str, str]] = {}
+        for c in self.channels.values():
+            parsed = parse_topic(c.topic)
+            if parsed is not None:
+                self._parsed[c.topic] = parsed
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+    def sensors(self, kind: str = "samples") -> list[str]:
+        return sorted({s for k, s in self._parsed.values() if k == kind})
+
+    def topics(self, kinds: Iterable[str] | None = None, sensors: Iterable[str] | None = None) -> list[str]:
+        """Channel topics of the given kinds and sensors (None: all)."""
+        kinds_set = set(kinds) if kinds is not None else None
+        sensor_set = set(sensors) if sensors is not None else None
+        return sorted(t for t, (k, s) in self._parsed.items()
+                      if (kinds_set is None or k in kinds_set) and (sensor_set is None or s in sensor_set))
+
+    def to_ns(self, t_s: float | None, default: int) -> int:
+        """Seconds from the start of the recording -> log time in ns."""
+        return default if t_s is None else self.start_ns + int(round(t_s * 1e9))
+
+    def iter_recorded(self, topics: Sequence[str] | None = None, start_ns: int | None = None,
+                      end_ns: int | None = None) -> Iterator[Recorded]:
+        """Messages in log-time order, ``start_ns <= log_time < end_ns``, each with its own file
+        handle (several iterators may run at once)."""
+        from mcap.reader import make_reader
+
+        if topics is not None and not topics:
+            return
+        with open(self.path, "rb") as f:
+            reader = make_reader(f)
+            try:
+                for _schema, channel, msg in reader.iter_messages(
+                        topics=list(topics) if topics is not None else None, log_time_order=True,
+                        starting_at=start_ns, ending_before=end_ns):
+                    parsed = self._parsed.get(channel.topic)
+                    frames = unpack_frames(msg.data)
+                    if parsed is None or frames is None:
+                        continue  # not a radarstream channel, or a payload we cannot unframe
+                    yield Recorded(msg.log_time, msg.publish_time, channel.topic, parsed[0], parsed[1],
+                                   (channel.topic.encode(), *frames))
+            except RecordingError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - corrupt chunk: a sentence, not a traceback
+                raise RecordingError(f"{self.path}: unreadable data ({type(exc).__name__}: {exc}); "
+                                     "`radarstream recording repair` recovers what is readable") from None
+
+
+def iter_messages(
+    path: str | Path,
+    kinds: Sequence[str] | str | None = None,
+    sensors: Sequence[str] | None = None,
+    start: float | None = None,
+    end: float | None = None,
+) -> Iterator[Recorded]:
+    """Recorded messages in log-time order; ``start``/``end`` in seconds from the beginning of the
+    recording (end exclusive). ``kinds=None`` means every kind."""
+    rec = Recording(path)
+    topics = rec.topics(parse_kinds(kinds) if kinds is not None else None, sensors)
+    yield from rec.iter_recorded(topics, rec.to_ns(start, rec.start_ns), rec.to_ns(end, rec.end_ns + 1))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A recorded ``state/<sensor>``: the sensor's (h, c) before sample ``next_seq`` of ``epoch``."""
+
+    sensor: str
+    epoch: int
+    next_seq: int
+    log_time_ns: int
+    h: np.ndarray
+    c: np.ndarray
+
+    @classmethod
+    def from_recorded(cls, rec: Recorded) -> Checkpoint | None:
+        msg = rec.message
+        if isinstance(msg, P.DecodeError) or msg.kind is not P.Kind.STATE or not msg.meta:
+            return None
+        try:
+            layers, hidden = int(msg.meta["layers"]), int(msg.meta["hidden"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        flat = np.asarray(msg.block.data, np.float32).reshape(-1)
+        if flat.size != 2 * layers * hidden:
+            return None
+        n = layers * hidden
+        return cls(msg.sensor, msg.block.epoch, msg.block.seq, rec.log_time_ns,
+                   flat[:n].reshape(layers, hidden).copy(), flat[n:].reshape(layers, hidden).copy())
+
+    def shifted(self, k: int) -> Checkpoint:
+        """The same checkpoint in replay pass ``k`` (epoch advanced like the frames)."""
+        if k == 0:
+            return self
+        return Checkpoint(self.sensor, (self.epoch + k) & _MASK64, self.next_seq, self.log_time_ns, self.h, self.c)
+
+    def apply(self, engine: Any) -> None:
+        """Resume ``engine`` (a StreamEngine) for this sensor from the checkpoint."""
+        engine.set_state(self.sensor, self.h, self.c, self.epoch, self.next_seq)
+
+
+@dataclass(frozen=True)
+class SeekResult:
+    """What ``Replayer.seek`` did, per sensor."""
+
+    position_s: float
+    checkpoints: dict[str, Checkpoint]
+    """Checkpoint each sensor was resumed from."""
+    warmup_samples: dict[str, int]
+    """Samples run through the engine between the checkpoint and the seek point."""
+    fresh: tuple[str, ...]
+    """Sensors without a checkpoint before the seek point: they start from a zero state."""
+    inexact: tuple[str, ...]
+    """Sensors whose samples right after their checkpoint are missing from the recording."""
+
+
+# --------------------------------------------------------------------------- paced cursor
+
+
+@dataclass(frozen=True)
+class ReplayStats:
+    messages: int
+    samples: int
+    seconds: float
+    passes: int
+
+
+class Replayer:
+    """A paced playback cursor over a recording (thread-safe controls, one consumer thread).
+
+    ``next_batch`` returns the messages that are due by now at the current speed (up to
+    ``max_messages``), waiting at most ``wait_s`` for the next one; ``[]`` when nothing is due
+    (paused, or waiting), ``None`` at the end. Pacing follows the recorder's receive times
+    (``clock="log"``) or the samples' own timestamps (``clock="sample"``), divided by the speed.
+    ``start_s``/``end_s``/``seek`` positions are seconds from the start of the recording (log time).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        kinds: Sequence[str] | str = ("samples",),
+        sensors: Sequence[str] | None = None,
+        speed: float | str = 1.0,
+        clock: str = "log",
+        start_s: float | None = None,
+        end_s: float | None = None,
+        loop: bool = False,
+        now: Callable[[], float] = time.monotonic,
+    ):
+        if clock not in ("log", "sample"):
+            raise ValueError("clock must be 'log' or 'sample'")
+        self.recording = Recording(path)
+        rec = self.recording
+        self.kinds = parse_kinds(kinds)
+        self.sensors = tuple(sensors) if sensors else None
+        self.topics = rec.topics(self.kinds, self.sensors)
+        self.clock = clock
+        self.loop = loop
+        self._now = now
+        self._start_ns = max(rec.start_ns, rec.to_ns(start_s, rec.start_ns))
+        self._end_ns = rec.to_ns(end_s, rec.end_ns + 1)
+        if self._end_ns < self._start_ns:
+            raise ValueError("end is before start")
+        self._cond = threading.Condition()
+        self._speed = parse_speed(speed)
+        self._paused = False
+        self._pass = 0
+        self._delivered_in_pass = 0
+        self._anchor: tuple[float, int] | None = None
+        self._last_clock: int | None = None
+        self._position_ns = self._start_ns
+        self._checkpoint_index: dict[str, list[Checkpoint]] | None = None
+        self._iter: Iterator[Recorded] = iter(())
+        self._pending: Recorded | None = None
+        self._open(self._start_ns)
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def duration_s(self) -> float:
+        return self.recording.duration_s
+
+    @property
+    def position_s(self) -> float:
+        """Log time of the last delivered message (or the seek point), from the recording start."""
+        return (self._position_ns - self.recording.start_ns) / 1e9
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def passes(self) -> int:
+        return self._pass + 1
+
+    # ------------------------------------------------------------ controls (any thread)
+
+    def play(self) -> None:
+        with self._cond:
+            if self._paused:
+                self._paused = False
+                self._reanchor()
+                self._cond.notify_all()
+
+    def pause(self) -> None:
+        with self._cond:
+            self._paused = True
+            self._cond.notify_all()
+
+    def set_speed(self, speed: float | str) -> None:
+        with self._cond:
+            self._speed = parse_speed(speed)
+            self._reanchor()
+            self._cond.notify_all()
+
+    def seek(self, t_s: float, engine: Any = None) -> SeekResult:
+        """Move the cursor to ``t_s`` seconds from the start of the recording.
+
+        With ``engine`` (a StreamEngine), each selected sensor is resumed from its latest checkpoint
+        at or before ``t_s`` and the recorded samples between that checkpoint and ``t_s`` are run
+        through the engine (outputs discarded), so the estimates from ``t_s`` on equal those of a
+        replay from the start. Sensors without such a checkpoint are forgotten (zero state).
+        Seeking after messages were delivered starts a new pass (epochs advance by one), so a
+        service fed by the replay sees a restart instead of dropping the samples as duplicates.
+        """
+        with self._cond:
+            t_ns = min(max(self.recording.to_ns(t_s, self._start_ns), self._start_ns), self._end_ns)
+            if self._delivered_in_pass:
+                self._pass += 1
+                self._delivered_in_pass = 0
+            result = self._warm(engine, t_ns) if engine is not None else SeekResult(
+                (t_ns - self.recording.start_ns) / 1e9, {}, {}, (), ())
+            self._open(t_ns)
+            self._cond.notify_all()
+            return result
+
+    # ------------------------------------------------------------ consumer
+
+    def next_batch(self, max_messages: int = 4096, wait_s: float = 0.1) -> list[Recorded] | None:
+        """The messages due now (in log-time order); [] if none is due within ``wait_s``; None at
+        the end of the recording (never with ``loop``, unless the selection is empty)."""
+        out: list[Recorded] = []
+        deadline = time.monotonic() + wait_s
+        with self._cond:
+            while len(out) < max_messages:
+                if self._paused:
+                    remaining = deadline - time.monotonic()
+                    if out or remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                    continue
+                rec = self._peek()
+                if rec is None:
+                    if self.loop and self._delivered_in_pass:
+                        self._pass += 1
+                        self._delivered_in_pass = 0
+                        self._open(self._start_ns)
+                        continue
+                    return out if out else None
+                due = self._due(rec)
+                now = self._now()
+                if due > now:
+                    remaining = min(due - now, deadline - time.monotonic())
+                    if out or remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                    continue
+                out.append(self._take(rec))
+        return out
+
+    def __iter__(self) -> Iterator[Recorded]:
+        """Every remaining message, paced (a simple consumer: ``for rec in replayer``)."""
+        while (batch := self.next_batch()) is not None:
+            yield from batch
+
+    # ------------------------------------------------------------ internals (lock held)
+
+    def _open(self, from_ns: int) -> None:
+        self._iter = self.recording.iter_recorded(self.topics, from_ns, self._end_ns)
+        self._pending = None
+        self._position_ns = from_ns
+        self._anchor = None
+        self._last_clock = None
+
+    def _peek(self) -> Recorded | None:
+        if self._pending is None:
+            self._pending = next(self._iter, None)
+        return self._pending
+
+    def _take(self, rec: Recorded) -> Recorded:
+        self._pending = None
+        self._position_ns = rec.log_time_ns
+        self._last_clock = self._clock(rec)
+        self._delivered_in_pass += 1
+        if self._pass:
+            rec = Recorded(rec.log_time_ns, rec.publish_time_ns, rec.topic, rec.kind, rec.sensor,
+                           _bump_epoch(rec.frames, rec.kind, self._pass))
+        return rec
+
+    def _clock(self, rec: Recorded) -> int:
+        return rec.log_time_ns if self.clock == "log" else rec.publish_time_ns
+
+    def _due(self, rec: Recorded) -> float:
+        if math.isinf(self._speed):
+            return -math.inf
+        if self._anchor is None:
+            self._anchor = (self._now(), self._clock(rec))
+        wall, clock = self._anchor
+        return wall + (self._clock(rec) - clock) / 1e9 / self._speed
+
+    def _reanchor(self) -> None:
+        self._anchor = None if self._last_clock is None else (self._now(), self._last_clock)
+
+    def _checkpoints(self) -> dict[str, list[Checkpoint]]:
+        if self._checkpoint_index is None:
+            index: dict[str, list[Checkpoint]] = {}
+            topics = self.recording.topics(("state",), self.sensors)
+            for rec in self.recording.iter_recorded(topics):
+                cp = Checkpoint.from_recorded(rec)
+                if cp is not None:
+                    index.setdefault(cp.sensor, []).append(cp)
+            self._checkpoint_index = index
+        return self._checkpoint_index
+
+    def _warm(self, engine: Any, t_ns: int) -> SeekResult:
+        rec = self.recording
+        sensors = list(self.sensors) if self.sensors else rec.sensors("samples")
+        index = self._checkpoints()
+        use: dict[str, Checkpoint] = {}
+        fresh: list[str] = []
+        for s in sensors:
+            before = [cp for cp in index.get(s, []) if cp.log_time_ns <= t_ns]
+            if before:
+                use[s] = before[-1].shifted(self._pass)
+            else:
+                fresh.append(s)
+        for s in fresh:
+            engine.forget(s)
+        warm: dict[str, int] = {s: 0 for s in use}
+        inexact: list[str] = []
+        if use:
+            topics = rec.topics(("samples",), list(use))
+            lookback = 2_000_000_000
+            while True:
+                lo = max(rec.start_ns, min(cp.log_time_ns for cp in use.values()) - lookback)
+                items, late = self._collect_warmup(topics, use, lo, t_ns)
+                if not late or lo <= rec.start_ns:
+                    inexact = sorted(late)
+                    break
+                lookback *= 4  # a sample after a checkpoint came long before it: look further back
+            for cp in use.values():
+                cp.apply(engine)
+            for k in range(0, len(items), 1024):
+                engine.process(items[k : k + 1024])
+            for s, blk, _ in items:
+                warm[s] += blk.count
+        return SeekResult((t_ns - rec.start_ns) / 1e9, use, warm, tuple(fresh), tuple(inexact))
+
+    def _collect_warmup(self, topics: list[str], use: dict[str, Checkpoint], lo: int,
+                        t_ns: int) -> tuple[list[tuple[str, P.Block, int]], set[str]]:
+        """Samples of each sensor from its checkpoint up to ``t_ns`` (the part before the
+        checkpoint skipped); ``late``: sensors whose first such sample is past the checkpoint."""
+        items: list[tuple[str, P.Block, int]] = []
+        started: set[str] = set()
+        late: set[str] = set()
+        for raw in self.recording.iter_recorded(topics, lo, t_ns):
+            r = Recorded(raw.log_time_ns, raw.publish_time_ns, raw.topic, raw.kind, raw.sensor,
+                         _bump_epoch(raw.frames, raw.kind, self._pass))
+            msg = r.message
+            if isinstance(msg, P.DecodeError):
+                continue
+            cp = use[msg.sensor]
+            blk = msg.block
+            if msg.sensor not in started:
+                if blk.epoch != cp.epoch or blk.seq + blk.count <= cp.next_seq:
+                    continue  # before the checkpoint
+                if blk.seq > cp.next_seq:
+                    late.add(msg.sensor)
+                started.add(msg.sensor)
+            items.append((msg.sensor, blk, 0))
+        return items, late
+
+
+def publish_recording(
+    replayer: Replayer,
+    sock: Any,
+    stop: threading.Event | None = None,
+    *,
+    batch: int = 4096,
+    on_batch: Callable[[list[Recorded]], None] | None = None,
+) -> ReplayStats:
+    """Send the replayer's messages on a PUB/XPUB socket until the end (or ``stop``)."""
+    stop = stop or threading.Event()
+    messages = samples = 0
+    t0 = time.perf_counter()
+    send = sock.send_multipart
+    while not stop.is_set():
+        out = replayer.next_batch(batch, wait_s=0.1)
+        if out is None:
+            break
+        for rec in out:
+            send(rec.frames)
+            head = block_header(rec.frames[1])
+            samples += head[5] if head else 0
+        messages += len(out)
+        if on_batch is not None and out:
+            on_batch(out)
+    return ReplayStats(messages, samples, time.perf_counter() - t0, replayer.passes)
