@@ -77,7 +77,7 @@ def run_gui(options: GuiOptions, *, replay: ReplayController | None = None) -> i
 
     def finish() -> None:
         if options.screenshot is not None:
-            win.redraw()
+            win.force_redraw()
             try:
                 print(f"wrote {save_screenshot(win, options.screenshot)}", flush=True)
             except OSError as exc:

@@ -523,6 +523,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.redraw_ms.append((now - started) * 1e3)
         self.frame_times.append(now)
 
+    def force_redraw(self) -> None:
+        """One frame now, even if paused or unchanged (screenshots, benchmarks)."""
+        paused, self.paused, self._dirty = self.paused, False, True
+        try:
+            self.redraw()
+        finally:
+            self.paused = paused
+
     def _draw_bands(self, t: np.ndarray, dis: np.ndarray, period_ns: int) -> None:
         thr = self.threshold_box.value()
         if len(t) == 0:

@@ -243,10 +243,12 @@ class Recorder:
         *,
         context: zmq.Context | None = None,
         on_flush: Callable[[RecorderStats], None] | None = None,
+        on_ready: Callable[[Recorder], None] | None = None,
     ):
         self.config = config
         self.ctx = context or zmq.Context.instance()
         self.on_flush = on_flush
+        self.on_ready = on_ready
         self.stats = RecorderStats()
         self.ready = threading.Event()
         self.feed_endpoints: list[str] = []
@@ -292,6 +294,8 @@ class Recorder:
             raise
         log.info("recording %s from %s -> %s", ",".join(cfg.kinds), self.feed_endpoints, cfg.out)
         self.ready.set()
+        if self.on_ready is not None:
+            self.on_ready(self)
         interval = cfg.flush_interval_s
         next_flush = time.monotonic() + interval
         try:

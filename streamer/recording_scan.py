@@ -246,6 +246,9 @@ def scan(path: str | Path, sink: Sink | None = None) -> FileReport:
         if first:
             raise RecordingError(f"{path}: truncated: {size} bytes, no complete MCAP header record")
     report.complete = report.data_end and is_complete(path)
+    if not report.complete and report.messages == 0:
+        raise RecordingError(f"{path}: truncated ({size} bytes): no complete chunk, nothing to recover"
+                             + (f" ({report.problem})" if report.problem else ""))
     if report.complete:
         report.problem = f"{report.bad_chunks} corrupt chunk(s) skipped" if report.bad_chunks else None
     elif report.data_end:

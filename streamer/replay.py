@@ -112,6 +112,7 @@ class Recording:
                 if head != _MAGIC:
                     what = "empty" if not head else "too short" if len(head) < 8 else "bad magic bytes"
                     raise RecordingError(f"{self.path}: not an MCAP file ({what})")
+                f.seek(0)
                 try:
                     summary = make_reader(f).get_summary()
                 except Exception:  # noqa: BLE001 - every tail parse failure means "not finished"
