@@ -99,6 +99,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.redraw_ms: deque[float] = deque(maxlen=120)
         self.frame_times: deque[float] = deque(maxlen=120)
         self.batches = 0
+        self.frames = 0
         self.readout_text = ""
         self._dirty = False
         self._rates: dict[str, deque] = {}
@@ -146,6 +147,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.window_box.setToolTip("Length of the scrolling time window")
         self.window_box.valueChanged.connect(self._on_window)
         self.layer_box = QtWidgets.QComboBox(self)
+        self.layer_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.layer_box.setToolTip("LSTM layer whose h, c and gates are shown")
         self.layer_box.setEnabled(False)
         self.layer_box.currentIndexChanged.connect(self._on_layer)
@@ -156,7 +158,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.threshold_box.setValue(cfg.threshold_m)
         self.threshold_box.setToolTip("Shade the estimates where |causal − bidirectional| exceeds this")
         self.threshold_box.valueChanged.connect(lambda _v: self._mark_dirty())
-        self.pause_button = QtWidgets.QPushButton("⏸ Pause", self)
+        self.pause_button = QtWidgets.QPushButton("Pause", self)
+        self.pause_button.setIcon(self.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MediaPause))
         self.pause_button.setCheckable(True)
         self.pause_button.setToolTip("Freeze the display (data keeps being recorded); pan and zoom while paused")
         self.pause_button.toggled.connect(self.set_paused)
@@ -187,20 +190,23 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.status_box = QtWidgets.QGroupBox("Stream status", self)
         grid = QtWidgets.QGridLayout(self.status_box)
-        grid.setHorizontalSpacing(18)
-        grid.setVerticalSpacing(3)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(2)
+        grid.setContentsMargins(8, 4, 8, 4)
         self.status_labels: dict[str, QtWidgets.QLabel] = {}
         rows = (
-            ("input", "Input rate"), ("sensor_rate", "Selected sensor"), ("latency", "Latency p50 / p99 / max"),
-            ("service", "Service"), ("gaps", "Gaps"), ("resets", "Resets"), ("malformed", "Malformed"),
-            ("duplicates", "Duplicates"), ("drops", "GUI drops"), ("gui", "Redraw"), ("rescore", "Re-score"),
+            ("input", "Input"), ("sensor_rate", "Selected"), ("latency", "Latency p50/p99/max"), ("service", "Service"),
+            ("gaps", "Gaps"), ("resets", "Resets"), ("malformed", "Malformed"), ("duplicates", "Duplicates"),
+            ("drops", "GUI drops"), ("gui", "Redraw"), ("rescore", "Re-score"),
         )
+        per_col = 4
         for k, (key, text) in enumerate(rows):
             name = QtWidgets.QLabel(text + ":", self.status_box)
             name.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
             value = QtWidgets.QLabel("–", self.status_box)
             value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-            r, c = k % 6, (k // 6) * 2
+            value.setMinimumWidth(120)
+            r, c = k % per_col, (k // per_col) * 2
             grid.addWidget(name, r, c)
             grid.addWidget(value, r, c + 1)
             grid.setColumnStretch(c + 1, 1)
@@ -212,7 +218,9 @@ class MainWindow(QtWidgets.QMainWindow):
         font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
         self.event_log.setFont(font)
         events_box = QtWidgets.QGroupBox("Events", self)
-        QtWidgets.QVBoxLayout(events_box).addWidget(self.event_log)
+        events_layout = QtWidgets.QVBoxLayout(events_box)
+        events_layout.setContentsMargins(4, 4, 4, 4)
+        events_layout.addWidget(self.event_log)
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, self)
         bottom.addWidget(self.status_box)
         bottom.addWidget(events_box)
@@ -224,6 +232,7 @@ class MainWindow(QtWidgets.QMainWindow):
         main.addWidget(bottom)
         main.setStretchFactor(0, 5)
         main.setStretchFactor(1, 1)
+        main.setSizes([820, 150])
         self.setCentralWidget(main)
 
         self.readout = QtWidgets.QLabel("Move the mouse over a plot to read every curve at that time", self)
@@ -281,8 +290,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
         for k in range(self.layers):
-            role = "input side" if k == 0 and self.layers > 1 else ("feeds the head" if k == self.layers - 1 else "")
-            self.layer_box.addItem(f"{k + 1} of {self.layers}" + (f" ({role})" if role else ""), k)
+            role = "first" if k == 0 and self.layers > 1 else ("last" if k == self.layers - 1 else "")
+            self.layer_box.addItem(f"{k + 1}" + (f" ({role})" if role else ""), k)
         self.layer = self.layers - 1
         self.layer_box.setCurrentIndex(self.layer)
         self.layer_box.blockSignals(False)
@@ -310,6 +319,7 @@ class MainWindow(QtWidgets.QMainWindow):
             firsts += [int(c.t_ns[0]) for c in batch.preds.values() if len(c)]
             if firsts:
                 self.t_ref_ns = min(firsts)
+                self._label_time_axis()
         ref = self.t_ref_ns or 0
         now = time.monotonic()
         for sensor, ch in batch.samples.items():
@@ -344,6 +354,12 @@ class MainWindow(QtWidgets.QMainWindow):
         if batch.stats is not None:
             self.stats, self.stats_at = batch.stats, now
         self._mark_dirty()
+
+    def _label_time_axis(self) -> None:
+        origin = time.strftime("%H:%M:%S", time.localtime(self.t_ref_ns / 1e9)) if self.t_ref_ns else "first sample"
+        self.signal_plots.est.setLabel("bottom", f"time since {origin}", units="s")
+        for name in ("g", "o"):
+            self.state_plots.plots[name].setLabel("bottom", f"time since {origin}", units="s")
 
     def _ingest_rescore(self, hist: SensorHistory, ch, ref: int) -> None:
         ring = hist.rescores
@@ -442,7 +458,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.paused = paused
         if self.pause_button.isChecked() != paused:
             self.pause_button.setChecked(paused)
-        self.pause_button.setText("▶ Resume" if paused else "⏸ Pause")
+        self.pause_button.setText("Resume" if paused else "Pause")
+        icon = QtWidgets.QStyle.StandardPixmap.SP_MediaPlay if paused else QtWidgets.QStyle.StandardPixmap.SP_MediaPause
+        self.pause_button.setIcon(self.style().standardIcon(icon))
         self._set_live_interaction()
         if not paused:
             self._mark_dirty()
@@ -464,7 +482,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for item in (self.signal_plots.amplitude, self.signal_plots.detections, self.signal_plots.true_range,
                      self.signal_plots.causal, self.signal_plots.bidir, self.signal_plots.truth):
             item.setData([], [])
-        self.signal_plots.set_bands(np.empty(0), np.empty(0))
+        self.signal_plots.set_bands(np.empty(0), np.empty(0), 0.0, 0.0)
         self._request_gates()
 
     def _mark_dirty(self) -> None:
@@ -513,15 +531,16 @@ class MainWindow(QtWidgets.QMainWindow):
         r = hist.rescores
         wr = r.window(lo, t_last)
         tr = r.view("t")[wr]
-        sp.bidir.setData(tr, r.view("bidir_m")[wr])
-        self._draw_bands(tr, r.view("disagreement_m")[wr], hist.period_ns)
-        self._draw_state(lo, t_last)
         x0 = (lo - self.t_ref_ns) * 1e-9
         x1 = (t_last - self.t_ref_ns) * 1e-9
+        sp.bidir.setData(tr, r.view("bidir_m")[wr])
+        self._draw_bands(tr, r.view("disagreement_m")[wr], hist.period_ns, x0, x1)
+        self._draw_state(lo, t_last)
         sp.amp.setXRange(x0, x1, padding=0)
         now = time.perf_counter()
         self.redraw_ms.append((now - started) * 1e3)
         self.frame_times.append(now)
+        self.frames += 1
 
     def force_redraw(self) -> None:
         """One frame now, even if paused or unchanged (screenshots, benchmarks)."""
@@ -531,16 +550,16 @@ class MainWindow(QtWidgets.QMainWindow):
         finally:
             self.paused = paused
 
-    def _draw_bands(self, t: np.ndarray, dis: np.ndarray, period_ns: int) -> None:
-        thr = self.threshold_box.value()
-        if len(t) == 0:
-            self.signal_plots.set_bands(np.empty(0), np.empty(0))
+    def _draw_bands(self, t: np.ndarray, dis: np.ndarray, period_ns: int, x0: float, x1: float) -> None:
+        over = np.nan_to_num(dis, nan=0.0) > self.threshold_box.value()
+        if len(t) == 0 or not over.any():
+            self.signal_plots.set_bands(np.empty(0), np.empty(0), x0, x1)
             return
-        over = np.nan_to_num(dis, nan=0.0) > thr
         edges = np.diff(np.concatenate(([0], over.view(np.int8), [0])))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         dt = period_ns * 1e-9 if period_ns else 0.0
-        self.signal_plots.set_bands(t[starts], t[ends - 1] + dt)
+        width = int(np.clip(self.signal_plots.est.vb.width(), 64, 4096))
+        self.signal_plots.set_bands(t[starts], t[ends - 1] + dt, x0, x1, width)
 
     def _draw_state(self, lo: int, hi: int) -> None:
         st = self.state
@@ -552,7 +571,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if n <= 0:
             self.state_plots.clear()
             return
-        step = max(1, math.ceil(n / self.config.heatmap_columns))
+        limit = min(self.config.heatmap_columns, max(64, int(self.state_plots.plots["h"].vb.width())))
+        step = max(1, math.ceil(n / limit))  # about one column per pixel: more is invisible and costly
         sel = slice(w.start, w.stop, step)
         t = ring.view("t")[sel]
         spacing = (t[-1] - t[0]) / max(len(t) - 1, 1) if len(t) > 1 else 0.05

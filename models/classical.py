@@ -660,6 +660,17 @@ class RecursiveCPAFit:
         self._solve()
         return self._dmin_norm
 
+    def cpa_passed(self, t: float, margin_s: float = 0.0) -> bool:
+        """True when the current fit's CPA lies at least ``margin_s`` before time ``t``: the
+        parabola's vertex has been observed, so Dmin is interpolated, not extrapolated."""
+        if self._coef is None:
+            return False
+        c0, c1, c2 = self._coef
+        if not c2 > 0.0:
+            return False
+        tau = (t - margin_s - self._t0) * self._inv_ts
+        return tau >= -c1 / (2.0 * c2)
+
     def _reject(self, t: float, d: float) -> None:
         self._n_rej += 1
         self._consec += 1
@@ -785,14 +796,20 @@ class StreamingCPAEstimator:
         self._t_last_sample = -math.inf
         self._t_last_det = math.nan
         self._last_est = math.nan
+        self._last_passed = False
 
     def current(self) -> CPAFitResult:
         """The current (or, until the next detection, the last) encounter's fit."""
         return self._fit.estimate()
 
-    def process(self, t: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    def process(
+        self, t: np.ndarray, distance: np.ndarray, *, cpa_margin_s: float | None = None
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """dmin_norm estimate after each sample. Only detections enter the Python loop; the
-        no-detection samples are filled by vectorised forward-fill + gap masking."""
+        no-detection samples are filled by vectorised forward-fill + gap masking.
+
+        With ``cpa_margin_s`` also returns, per sample, whether the fit's CPA was passed by at
+        least that margin at the latest detection (see :meth:`RecursiveCPAFit.cpa_passed`)."""
         t_arr, d_arr = _as_1d_pair(t, distance)
         n = t_arr.size
         if n == 0:
@@ -804,6 +821,8 @@ class StreamingCPAEstimator:
         det_idx = np.flatnonzero(_detection_mask(t_arr, d_arr))
         t_det = t_arr[det_idx]
         est_det = np.empty(det_idx.size, dtype=np.float64)
+        passed_det = np.zeros(det_idx.size, dtype=bool)
+        want_passed = cpa_margin_s is not None
         fit, gap = self._fit, self._gap
         push = fit._push
         t_last = self._t_last_det
@@ -811,6 +830,8 @@ class StreamingCPAEstimator:
             if ti - t_last > gap:  # False while t_last is NaN (nothing to reset yet)
                 fit.reset()
             est_det[k] = push(ti, di)
+            if want_passed:
+                passed_det[k] = fit.cpa_passed(ti, cpa_margin_s)
             t_last = ti
         # forward-fill each sample with the estimate/time of the latest detection at or before it
         pos = np.searchsorted(det_idx, np.arange(n), side="right") - 1
@@ -820,8 +841,12 @@ class StreamingCPAEstimator:
         with np.errstate(invalid="ignore"):
             stale = ~(t_arr - src_t <= gap)  # NaN src_t (no detection ever) ⇒ stale
         out = np.where(stale, np.nan, src_v)
+        if want_passed:
+            src_p = np.where(have, passed_det[np.maximum(pos, 0)] if det_idx.size else False, self._last_passed)
+            passed = src_p & ~stale
         self._t_last_sample = float(t_arr[-1])
         if det_idx.size:
             self._t_last_det = float(t_det[-1])
             self._last_est = float(est_det[-1])
-        return out
+            self._last_passed = bool(passed_det[-1])
+        return (out, passed) if want_passed else out

@@ -268,7 +268,7 @@ class Recorder:
         return th
 
     def _open(self) -> zmq.Socket:
-        from streamer.service import attach  # the service's @bind / >connect convention
+        from streamer.recording_format import attach
 
         cfg = self.config
         sub = self.ctx.socket(zmq.SUB)

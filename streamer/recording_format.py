@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from streamer import protocol as P
 
@@ -35,6 +35,7 @@ __all__ = [
     "schema_data",
     "parse_topic",
     "parse_kinds",
+    "attach",
 ]
 
 ENCODING: Final = "radarstream/v1"
@@ -151,3 +152,22 @@ def schema_data(kind: str) -> bytes:
         "publish_time": "t0_ns of the block (time of its first sample), 0 if negative",
     }
     return json.dumps(doc, indent=1).encode("utf-8")
+
+
+def attach(sock: Any, endpoint: str, default: str) -> str:
+    """Bind or connect by the project's convention (``@`` binds, ``>`` connects, a bare endpoint
+    does ``default``); returns the resolved endpoint. Same rules as ``streamer.service.attach``,
+    kept here because importing the service loads the model stack (torch: seconds), which the
+    recorder and the replayer must not pay at start-up (tests check the two agree)."""
+    import zmq
+
+    mode = default
+    if endpoint.startswith("@"):
+        mode, endpoint = "bind", endpoint[1:]
+    elif endpoint.startswith(">"):
+        mode, endpoint = "connect", endpoint[1:]
+    if mode == "bind":
+        sock.bind(endpoint)
+        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    sock.connect(endpoint)
+    return endpoint

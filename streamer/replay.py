@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from streamer import protocol as P
-from streamer.recording_format import RecordingError, block_header, parse_kinds, parse_topic, unpack_frames
+from streamer.recording_format import KINDS, RecordingError, block_header, parse_kinds, parse_topic, unpack_frames
 
 __all__ = [
     "Recorded",
@@ -35,6 +35,8 @@ __all__ = [
     "Replayer",
     "ReplayStats",
     "publish_recording",
+    "ReplayController",
+    "open_controller",
     "parse_speed",
 ]
 
@@ -319,6 +321,7 @@ class Replayer:
         self._checkpoint_index: dict[str, list[Checkpoint]] | None = None
         self._iter: Iterator[Recorded] = iter(())
         self._pending: Recorded | None = None
+        self._at_end = False
         self._open(self._start_ns)
 
     # ------------------------------------------------------------ state
@@ -343,6 +346,11 @@ class Replayer:
     @property
     def passes(self) -> int:
         return self._pass + 1
+
+    @property
+    def at_end(self) -> bool:
+        """True once ``next_batch`` returned None (until the next ``seek``)."""
+        return self._at_end
 
     # ------------------------------------------------------------ controls (any thread)
 
@@ -407,7 +415,10 @@ class Replayer:
                         self._delivered_in_pass = 0
                         self._open(self._start_ns)
                         continue
-                    return out if out else None
+                    if out:
+                        return out
+                    self._at_end = True
+                    return None
                 due = self._due(rec)
                 now = self._now()
                 if due > now:
@@ -432,6 +443,7 @@ class Replayer:
         self._position_ns = from_ns
         self._anchor = None
         self._last_clock = None
+        self._at_end = False
 
     def _peek(self) -> Recorded | None:
         if self._pending is None:
@@ -557,3 +569,91 @@ def publish_recording(
         if on_batch is not None and out:
             on_batch(out)
     return ReplayStats(messages, samples, time.perf_counter() - t0, replayer.passes)
+
+
+class ReplayController:
+    """A :class:`Replayer` publishing on its own socket from its own thread: what the GUI's replay
+    bar drives (``play``/``pause``/``set_speed``/``seek``), and what a monitor subscribes to like a
+    live feed. Publishes every recorded kind by default (samples and the recorded service outputs).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        pub: str = "tcp://127.0.0.1:*",
+        *,
+        kinds: Sequence[str] | str = KINDS,
+        sensors: Sequence[str] | None = None,
+        speed: float | str | None = 1.0,
+        playing: bool = False,
+        loop: bool = False,
+        sndhwm: int = 100_000,
+        context: Any = None,
+    ):
+        import zmq
+
+        from streamer.recording_format import attach
+
+        self.replayer = Replayer(path, kinds=kinds, sensors=sensors, speed="max" if speed is None else speed,
+                                 loop=loop)
+        if not playing:
+            self.replayer.pause()
+        ctx = context or zmq.Context.instance()
+        self._sock = ctx.socket(zmq.PUB)
+        self._sock.setsockopt(zmq.SNDHWM, sndhwm)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._endpoint = attach(self._sock, pub, "bind")
+        self._stop = threading.Event()
+        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="radarstream-replay", daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    @property
+    def duration_s(self) -> float:
+        return self.replayer.duration_s
+
+    @property
+    def position_s(self) -> float:
+        return self.replayer.position_s
+
+    @property
+    def playing(self) -> bool:
+        return not self.replayer.paused and not self.replayer.at_end
+
+    def play(self) -> None:
+        self.replayer.play()
+
+    def pause(self) -> None:
+        self.replayer.pause()
+
+    def set_speed(self, speed: float | None) -> None:
+        """A factor, or None for as fast as possible."""
+        self.replayer.set_speed("max" if speed is None else speed)
+
+    def seek(self, position_s: float) -> None:
+        self.replayer.seek(position_s)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5.0)
+        self._sock.close(0)
+
+    def _run(self) -> None:
+        send = self._sock.send_multipart
+        while not self._stop.is_set():
+            batch = self.replayer.next_batch(1024, wait_s=0.05)
+            if batch is None:  # at the end: wait for a seek (or close)
+                self._stop.wait(0.05)
+                continue
+            for rec in batch:
+                send(rec.frames)
+            self.sent += len(batch)
+
+
+def open_controller(path: str | Path, *, pub: str = "tcp://127.0.0.1:*") -> ReplayController:
+    """The GUI's entry point: a paused controller publishing the whole recording on ``pub``."""
+    return ReplayController(path, pub)

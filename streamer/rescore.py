@@ -186,6 +186,7 @@ class Rescorer:
         self.cost_ms: list[float] = []  # per window, for stats/benchmarks (bounded below)
         self._queue: queue.Queue[Window | None] = queue.Queue(config.queue_size)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     # ---------------- service-thread side
 
@@ -210,12 +211,15 @@ class Rescorer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop the worker now; windows still queued are abandoned (counted)."""
+        self._stopping.set()
         if self._thread is not None:
             try:
-                self._queue.put(None, timeout=1.0)
+                self._queue.put_nowait(None)
             except queue.Full:
                 pass
-            self._thread.join(5)
+            self._thread.join(10)
+        self.counters["windows_abandoned"] += self._queue.qsize()
 
     def snapshot(self) -> dict:
         cost = np.array(self.cost_ms[-1000:])
@@ -235,7 +239,7 @@ class Rescorer:
         try:
             while True:
                 first = self._queue.get()
-                if first is None:
+                if first is None or self._stopping.is_set():
                     return
                 batch = [first]
                 while len(batch) < self.config.max_batch:
@@ -260,7 +264,7 @@ class Rescorer:
         t = time.perf_counter()
         y = self.scorer.score(np.stack([w.x for w in batch]))
         if self.config.slowdown_s:
-            time.sleep(self.config.slowdown_s * len(batch))
+            self._stopping.wait(self.config.slowdown_s * len(batch))
         per_window_ms = (time.perf_counter() - t) * 1e3 / len(batch)
         self.cost_ms.append(per_window_ms)
         if len(self.cost_ms) > 10_000:

@@ -20,6 +20,7 @@ import zmq
 from streamer import protocol as P
 from streamer.backends.base import StepBackend
 from streamer.engine import Event, Run, StreamEngine, StreamPolicy
+from models.hybrid import OnlineHybrid
 from streamer.metrics import DelayedLabelMetrics
 from streamer.rescore import RescoreConfig, Rescorer
 
@@ -69,6 +70,9 @@ class ServiceConfig:
     """Re-score completed windows with the bidirectional model beside the causal path."""
     metrics: bool = True
     """Decode the truth frame when a source sends one and keep delayed-label metrics."""
+    hybrid: bool = True
+    """Run the classical CPA fit per sensor beside the LSTM and publish the classical and hybrid
+    estimates as ``pred`` channels 3 and 4 (normalised; NaN when the classical fit has none)."""
     checkpoint_every: int | None = None
     """Publish each sensor's (h, c) on ``state/<sensor>`` once at least this many samples have
     passed since its last checkpoint (at the end of a run), so replay can seek and resume."""
@@ -134,6 +138,7 @@ class StreamService:
         self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=config.metrics)
         self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
         self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx) if config.rescore else None
+        self._hybrids: dict[str, OnlineHybrid] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -235,6 +240,20 @@ class StreamService:
             if self.on_runs is not None:
                 self.on_runs(runs)
 
+    def _hybrid(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
+        """Classical and hybrid estimates of a run (see models/hybrid.py for the rule)."""
+        hyb = self._hybrids.get(run.sensor)
+        if hyb is None:
+            hyb = self._hybrids[run.sensor] = OnlineHybrid()
+        elif run.reset_before:
+            hyb.reset()
+        t_s = (run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.float64)) * 1e-9
+        try:
+            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
+        except ValueError:  # times went backwards without a reset (bad sensor clock): start over
+            hyb.reset()
+            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
+
     def _forward_rescores(self, results: zmq.Socket, pub: zmq.Socket) -> None:
         """Publish what the re-scoring thread finished (this thread owns the PUB socket)."""
         while True:
@@ -260,11 +279,14 @@ class StreamService:
                 self._log_limited(ev.type, "%s %s seq=%d %s", ev.type, ev.sensor, ev.seq, ev.fields)
         r_max = self.backend.r_max_m
         lat_window = self.stats.latencies_us
+        channels = P.PRED_CHANNELS + (2 if self.config.hybrid else 0)
         for run in runs:
             t = run.y.shape[0]
-            data = np.empty((t, 3), np.float32)
+            data = np.empty((t, channels), np.float32)
             data[:, 0] = run.y
             data[:, 1] = run.y * r_max
+            if self.config.hybrid:
+                data[:, 3], data[:, 4] = self._hybrid(run)
             lat = (time.perf_counter_ns() - run.recv_ns) * 1e-3
             data[:, 2] = lat
             block = P.Block(P.Kind.PRED, run.epoch, run.seq, run.t0_ns, run.period_ns, data)

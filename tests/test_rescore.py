@@ -85,7 +85,7 @@ def test_rescores_flow_next_to_predictions(tiny_weights, backend):
 
 
 def test_a_slow_rescorer_never_delays_predictions(tiny_weights):
-    cfg = RescoreConfig(window=20, hop=10, slowdown_s=1.0, queue_size=4)
+    cfg = RescoreConfig(window=20, hop=10, slowdown_s=5.0, queue_size=4, max_batch=1)
     x = np.abs(np.random.default_rng(0).normal(size=(200, 2))).astype(np.float32)
     with running_service(tiny_weights, "onnx", rescore=cfg) as (service, pub, out):
         for k in range(0, 200, 5):

@@ -135,3 +135,26 @@ def test_state_checkpoints_resume_exactly(tiny_weights):
     eng.set_state("a", h, c, ck.block.epoch, ck.block.seq)
     runs, _ = eng.process([("a", P.make_block(P.Kind.SAMPLES, x[start:], epoch=1, seq=start, t0_ns=start, period_ns=1), 0)])
     assert np.abs(runs[0].y - offline(tiny_weights, x)[start:]).max() < 1e-5
+
+
+def test_classical_and_hybrid_estimates_are_published(tiny_weights):
+    """pred channels 3-4: the causal classical fit over the same samples, and the hybrid rule."""
+    from models.hybrid import OnlineHybrid
+
+    feed = SimulatedFeed(FeedConfig(sensors=1, samples_per_message=50, seed=4, realtime=False))
+    sent = []
+    with running_service(tiny_weights, "onnx") as (service, pub, out):
+        for _ in range(30):
+            for frames in feed.next_messages():
+                sent.append(P.decode_message(frames).block)
+                pub.send_multipart(frames)
+        msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("radar-0", {})) >= 1500)
+    got = preds_by_sensor(msgs)["radar-0"]
+    rows = np.array([got[k] for k in range(1500)])
+    assert rows.shape[1] == 5
+    x = np.concatenate([b.data for b in sent])
+    t = np.concatenate([b.times_ns for b in sent]) * 1e-9
+    cls, hyb = OnlineHybrid().process(t, x[:, 1].astype(np.float64), rows[:, 0])
+    assert np.allclose(rows[:, 3], cls, equal_nan=True, atol=1e-6)
+    assert np.allclose(rows[:, 4], hyb, atol=1e-6)
+    assert np.isfinite(rows[:, 3]).any() and (rows[:, 4] != rows[:, 0]).any()

@@ -86,6 +86,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         feeds=tuple(args.feed), pub=args.pub, stats_interval_s=args.stats_interval,
         policy=StreamPolicy(max_gap=args.max_gap), rcvhwm=args.rcvhwm,
         max_samples_per_message=args.max_samples, checkpoint_every=args.checkpoint_every,
+        hybrid=not args.no_hybrid,
         rescore=RescoreConfig(window=args.window, hop=args.hop, threshold_m=args.threshold_m,
                               backend=args.backend) if args.rescore else None,
     )
@@ -241,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--window", type=int, default=512, help="re-scoring window in samples (default 512 = 25.6 s at 20 Hz)")
     sv.add_argument("--hop", type=int, default=256, help="samples between re-scored windows (default 256)")
     sv.add_argument("--threshold-m", type=float, default=50.0, help="disagreement threshold in metres (default 50)")
+    sv.add_argument("--no-hybrid", action="store_true",
+                    help="do not run the classical CPA fit beside the LSTM (pred then has 3 channels, not 5)")
     sv.add_argument("-v", "--verbose", action="store_true")
     sv.set_defaults(func=cmd_serve)
 

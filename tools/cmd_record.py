@@ -157,7 +157,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import zmq
 
     from streamer.replay import Replayer, publish_recording
-    from streamer.service import attach
+    from streamer.recording_format import attach
 
     replayer = Replayer(args.file, kinds=args.kinds, sensors=_sensors(args), speed=args.speed, clock=args.clock,
                         start_s=args.start, end_s=args.end, loop=args.loop)
