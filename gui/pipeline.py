@@ -28,6 +28,11 @@ class PipelineConfig:
     stats_interval_s: float = 1.0
     checkpoint_every: int | None = None
     """Publish ``state/<sensor>`` every N samples (the GUI then shows the service's exact h, c)."""
+    rescore_window: int | None = 512
+    """Re-score windows of this many samples with the bidirectional model (None: off; also off
+    when this build's service has no re-scoring or the weights have no bidirectional model)."""
+    rescore_hop: int | None = None
+    """Samples between re-scored windows (default half a window)."""
     host: str = "127.0.0.1"
 
 
@@ -48,6 +53,7 @@ class LocalPipeline:
         self._threads: list[threading.Thread] = []
         self._sock: zmq.Socket | None = None
         self.sent = 0
+        self.rescoring = False
 
     def start(self) -> tuple[str, str]:
         from streamer.backends import make_backend
@@ -62,9 +68,10 @@ class LocalPipeline:
         self._sock = sock
         self.feed_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         backend = make_backend(cfg.backend, cfg.weights, threads=1)
+        extra, kwargs = self._rescore_options()
         scfg = ServiceConfig(feeds=(self.feed_endpoint,), pub=f"tcp://{cfg.host}:*",
-                             stats_interval_s=cfg.stats_interval_s, checkpoint_every=cfg.checkpoint_every)
-        self.service = StreamService(scfg, backend, context=self.ctx)
+                             stats_interval_s=cfg.stats_interval_s, checkpoint_every=cfg.checkpoint_every, **extra)
+        self.service = StreamService(scfg, backend, context=self.ctx, **kwargs)
         self._threads.append(self.service.start_thread())
         self.service_endpoint = self.service.pub_endpoint
         self.feed = SimulatedFeed(FeedConfig(sensors=cfg.sensors, rate_hz=cfg.rate_hz,
@@ -78,6 +85,31 @@ class LocalPipeline:
         th.start()
         self._threads.append(th)
         return self.feed_endpoint, self.service_endpoint
+
+    def _rescore_options(self) -> tuple[dict, dict]:
+        """ServiceConfig/StreamService arguments that turn re-scoring on, when this build has it
+        (``ServiceConfig.rescore``) and the weights hold a bidirectional model."""
+        import dataclasses
+        import inspect
+
+        from models.bundle import shipped_weights_dir
+        from streamer.service import ServiceConfig, StreamService
+
+        cfg = self.config
+        weights = Path(cfg.weights) if cfg.weights is not None else shipped_weights_dir()
+        if cfg.rescore_window is None or not (weights / "bidir.safetensors").is_file():
+            return {}, {}
+        if "rescore" not in {f.name for f in dataclasses.fields(ServiceConfig)}:
+            return {}, {}
+        try:
+            from streamer.rescore import RescoreConfig
+        except ImportError:
+            return {}, {}
+        hop = cfg.rescore_hop or max(1, cfg.rescore_window // 2)
+        extra = {"rescore": RescoreConfig(window=cfg.rescore_window, hop=hop)}
+        kwargs = {"weights_dir": str(weights)} if "weights_dir" in inspect.signature(StreamService).parameters else {}
+        self.rescoring = True
+        return extra, kwargs
 
     def stop(self) -> None:
         self._stop.set()

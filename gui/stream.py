@@ -505,7 +505,10 @@ class StreamReceiver:
         blk = msg.block
         if blk.count == 0 or blk.channels == 0:
             return None
-        cols = rescore_columns(msg.meta, blk.channels)
+        meta = msg.meta or {}
+        cols = rescore_columns(meta, blk.channels)
+        r_max = meta.get("r_max_m")
+        r_max = float(r_max) if isinstance(r_max, (int, float)) and r_max > 0 else self.r_max_m
         nan = np.full(blk.count, np.nan, np.float32)
 
         def col(key: str) -> np.ndarray:
@@ -513,10 +516,11 @@ class StreamReceiver:
                 return nan
             k, scale = cols[key]
             v = blk.data[:, k].astype(np.float32)
-            return v * np.float32(self.r_max_m) if scale is not None else v.copy()
+            return v * np.float32(r_max) if scale is not None else v.copy()
 
-        summary = {k: v for k, v in (msg.meta or {}).items() if k != "channels" and not isinstance(v, (list, dict))}
-        return RescoreChunk(blk.times_ns, col("bidir"), col("causal"), col("disagreement"), summary)
+        summary = {k: v for k, v in meta.items() if k != "channels" and not isinstance(v, (list, dict))}
+        # the stage may publish a signed difference (bidir - causal): the GUI shades its magnitude
+        return RescoreChunk(blk.times_ns, col("bidir"), col("causal"), np.abs(col("disagreement")), summary)
 
     def _state(self, msg: P.Message) -> None:
         if self.gates is None or msg.block.count < 1:

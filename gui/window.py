@@ -634,13 +634,30 @@ class MainWindow(QtWidgets.QMainWindow):
         ft = [t for t in self.frame_times if time.perf_counter() - t < 2.0]
         fps = (len(ft) - 1) / max(ft[-1] - ft[0], 1e-3) if len(ft) > 1 else 0.0
         lab["gui"].setText(f"{med:.1f} ms median · {fps:.0f} frames/s")
-        if self.rescore_summary:
-            lab["rescore"].setText(", ".join(f"{k}={v}" for k, v in list(self.rescore_summary.items())[:6]))
-        else:
-            lab["rescore"].setText("none received (re-scoring stage not running)")
+        lab["rescore"].setText(self._rescore_text((stats or {}).get("rescore") if fresh else None))
         if self._wanted_stride() != self.stride:
             self.state = None
             self._request_gates()
+
+    def _rescore_text(self, service: dict | None) -> str:
+        """Latest re-scored window and the stage's own counters (from the service stats)."""
+        rs = self.rescore_summary
+        if not rs and not service:
+            return "none received (re-scoring stage not running)"
+        parts = []
+        if rs:
+            if "seq_start" in rs and "seq_end" in rs:
+                parts.append(f"{rs.get('sensor')} seq {rs['seq_start']}–{rs['seq_end']}")
+            for key, label in (("mean_abs_m", "mean |Δ|"), ("max_abs_m", "max |Δ|")):
+                if isinstance(rs.get(key), (int, float)):
+                    parts.append(f"{label} {rs[key]:.0f} m")
+            if not parts:
+                parts.append(", ".join(f"{k}={v}" for k, v in list(rs.items())[:4]))
+        if service:
+            scored, dropped = service.get("windows_scored", 0), service.get("windows_dropped", 0)
+            cost = service.get("cost_ms_p50")
+            parts.append(f"{scored} windows, {dropped} dropped" + (f", {cost:.1f} ms each" if cost is not None else ""))
+        return " · ".join(parts)
 
     # ------------------------------------------------------------------ cursor readout
 

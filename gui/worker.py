@@ -26,8 +26,9 @@ class WorkerConfig:
     """Causal model weights for the gate view; None: the shipped ones (if any), else no gate view."""
     period_ms: int = 30
     """How often the worker drains the sockets: one batch per period at most."""
-    handoff_limit: int = 8
-    """Batches emitted and not yet taken by the GUI before the worker drops new ones."""
+    handoff_limit: int = 32
+    """Batches emitted and not yet taken by the GUI before the worker drops new ones (32 × 30 ms:
+    the display lags the feed by about a second at most)."""
     backfill: int = 2048
     """Raw samples kept per sensor to rebuild the state heatmaps when the selection changes."""
     max_gap: int = 100

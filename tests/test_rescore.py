@@ -109,7 +109,9 @@ def test_delayed_label_metrics_match_an_offline_computation(tiny_weights):
                 truth.append(np.array(P.decode_message(frames).truth.data))
                 pub.send_multipart(frames)
         msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("radar-0", {})) >= 3000)
-        snap = service.snapshot()
+        # metrics are updated just after the predictions are published: wait for the last stats
+        stats = collect(out, lambda ms: any(e.meta["samples"] >= 3000 for e in events(ms, "stats")))
+    snap = [e.meta for e in events(stats, "stats") if e.meta["samples"] >= 3000][0]
     tr = np.concatenate(truth)
     got = preds_by_sensor(msgs)["radar-0"]
     y = np.array([got[k][0] for k in range(3000)])

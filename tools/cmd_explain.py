@@ -174,6 +174,8 @@ def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     base = {"baseline": BASELINES[args.baseline]} if method in ("saliency", "ig", "occlusion", "ablation", "lime", "shap") else {}
     if method == "ig":
         base["n_steps"] = args.ig_steps
+        if getattr(args, "ig_tolerance", None):
+            base.update(tolerance=args.ig_tolerance, max_steps=args.ig_max_steps)
     elif method == "occlusion":
         base.update(window=args.occlusion_window, stride=args.occlusion_stride)
     elif method in ("ablation", "lime", "shap"):
@@ -194,6 +196,8 @@ def tqdm_progress(desc: str, enabled: bool) -> tuple[Callable[[int, int], None] 
     def progress(done: int, total: int) -> None:
         if not bar:
             bar.append(tqdm(total=total, desc=desc, unit="eval", leave=False, file=sys.stderr))
+        elif total != bar[0].total or done < bar[0].n:  # a new pass (IG refining its steps)
+            bar[0].reset(total=total)
         bar[0].update(done - bar[0].n)
 
     return progress, lambda: bar and bar[0].close()
@@ -622,6 +626,11 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
                    help="reference input: 'noise' = noise only (amplitude 1 = noise RMS, distance -1 = no "
                         "detection; default), 'zeros' = raw zeros, for comparison only")
     g.add_argument("--ig-steps", type=int, default=50, metavar="N", help="integrated gradients: integration steps (default 50)")
+    g.add_argument("--ig-tolerance", type=float, default=None, metavar="R",
+                   help="integrated gradients: double the steps until |delta| <= R x |estimate - baseline estimate| "
+                        "(explain default 0.02, 0 = off: fixed --ig-steps; bench-explain: off)")
+    g.add_argument("--ig-max-steps", type=int, default=800, metavar="N",
+                   help="integrated gradients: most steps --ig-tolerance may use (default 800)")
     g.add_argument("--occlusion-window", type=int, default=16, metavar="N",
                    help="occlusion: samples replaced by noise at a time (default 16 = 0.8 s at 20 Hz)")
     g.add_argument("--occlusion-stride", type=int, default=None, metavar="N",
@@ -669,7 +678,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="explain-out", metavar="DIR", help="output directory (default ./explain-out)")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: the shipped weights)")
     _add_method_options(p)
-    p.set_defaults(func=cmd_explain)
+    p.set_defaults(func=cmd_explain, ig_tolerance=0.02)
 
     b = sub.add_parser(
         "bench-explain", help="time every explanation method on one window for the three models; writes docs/benchmarks.md",

@@ -164,28 +164,43 @@ class WindowIntegratedGradients(CaptumExplainer):
 
     Answers "how much of (estimate − baseline estimate) does each sample account for?". Complete:
     the attributions sum to f(x) − f(baseline) up to ``delta``, which shrinks with ``n_steps``.
+    Recurrent models are stiff along the path (the output can switch within a few thousandths of
+    the path, e.g. where the detection flags cross 0.5), so ``delta`` can stay large at 50 steps;
+    ``tolerance`` doubles the steps (up to ``max_steps``) until |delta| <= tolerance ×
+    |f(x) − f(baseline)|.
     """
 
     name, title = "ig", "Integrated gradients"
 
     def __init__(self, model: nn.Module, kind: str | None = None, *, n_steps: int = 50,
-                 integration: str = "gausslegendre", **kw: Any):
+                 integration: str = "gausslegendre", tolerance: float | None = None, max_steps: int = 1024, **kw: Any):
         super().__init__(model, kind, **kw)
         self.n_steps = int(n_steps)
         self.integration = integration
+        self.tolerance = None if tolerance is None else float(tolerance)
+        self.max_steps = max(int(max_steps), self.n_steps)
 
     def _attribute(self, x: torch.Tensor, step: int | None, progress: ProgressFn | None) -> _Raw:
         fs = feature_space(self.model)
         feats = fs.features(x)
         base = fs.features(self.baseline.like(x))
-        fwd = _Counted(self.target(step, fs.model), self.n_steps + 2, progress)
-        attr, delta = IntegratedGradients(fwd).attribute(
-            feats, baselines=base, n_steps=self.n_steps, method=self.integration,
-            internal_batch_size=self.batch_size, return_convergence_delta=True,
-        )
+        n = self.n_steps
+        while True:
+            fwd = _Counted(self.target(step, fs.model), n + 2, progress)
+            attr, delta = IntegratedGradients(fwd).attribute(
+                feats, baselines=base, n_steps=n, method=self.integration,
+                internal_batch_size=self.batch_size, return_convergence_delta=True,
+            )
+            d = float(delta[0])
+            change = abs(float(attr.sum()) - d)  # |f(x) - f(baseline)|
+            if self.tolerance is None or abs(d) <= self.tolerance * max(change, 1e-6) or 2 * n > self.max_steps:
+                break
+            n *= 2
         attr = attr[0].detach()
-        return _Raw(fs.to_raw(attr), {"n_steps": self.n_steps, "integration": self.integration, "space": "features"},
-                    delta=float(delta[0]), feature_attributions=attr, feature_names=fs.names)
+        params = {"n_steps": n, "integration": self.integration, "space": "features"}
+        if self.tolerance is not None:
+            params.update(tolerance=self.tolerance, requested_steps=self.n_steps, max_steps=self.max_steps)
+        return _Raw(fs.to_raw(attr), params, delta=d, feature_attributions=attr, feature_names=fs.names)
 
 
 # ---------------------------------------------------------------- perturbation methods
