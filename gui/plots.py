@@ -70,8 +70,27 @@ def fast_curve(plot: pg.PlotItem, name: str | None, **kw) -> pg.PlotDataItem:
     item = pg.PlotDataItem(name=name, **kw)
     item.setDownsampling(auto=True, method="peak")
     item.setClipToView(True)
+    # One min/max pair per pixel column (pyqtgraph's default keeps 5 per pixel): the same envelope
+    # on screen, 5x fewer segments to stroke (the dominant paint cost of a noisy 60k-point trace).
+    item.opts["autoDownsampleFactor"] = 1.0
     plot.addItem(item)
     return item
+
+
+def detection_ticks(t: np.ndarray, d: np.ndarray, x0: float, x1: float, columns: int,
+                    half_height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Detections as short vertical ticks (pairs of points), at most the lowest and highest per
+    pixel column: a scatter of 10^4 symbols costs ~4 µs per point per frame in pyqtgraph, a path
+    of line pairs almost nothing."""
+    if len(t) > 2 * columns and x1 > x0:
+        col = np.floor((t - x0) * (columns / (x1 - x0))).astype(np.int64)
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(col)) + 1))
+        lo, hi = np.minimum.reduceat(d, starts), np.maximum.reduceat(d, starts)
+        t = np.repeat(t[starts], 2)
+        d = np.stack([lo, hi], axis=1).ravel()
+    x = np.repeat(t, 2)
+    y = np.stack([d - half_height, d + half_height], axis=1).ravel()
+    return x, y
 
 
 class SignalPlots:
@@ -98,7 +117,8 @@ class SignalPlots:
         for p in (self.amp, self.rng):
             p.getAxis("bottom").setStyle(showValues=False)
         self.amplitude = fast_curve(self.amp, "amplitude (dB re noise RMS)")
-        self.detections = fast_curve(self.rng, "detection", pen=None, symbol="o", symbolSize=4)
+        self.detections = pg.PlotDataItem(name="detection", connect="pairs")  # decimated by detection_ticks
+        self.rng.addItem(self.detections)
         self.true_range = fast_curve(self.rng, "true range", connect="finite")
         self.causal = fast_curve(self.est, "causal y_t (live)")
         self.bidir = fast_curve(self.est, "bidirectional re-score", connect="finite")
@@ -133,8 +153,7 @@ class SignalPlots:
         for p in self.plots:
             style_plot(p, theme)
         self.amplitude.setPen(pg.mkPen(theme.amplitude, width=1))
-        self.detections.setSymbolBrush(pg.mkBrush(theme.detections))
-        self.detections.setSymbolPen(pg.mkPen(None))
+        self.detections.setPen(pg.mkPen(theme.detections, width=3))
         self.true_range.setPen(pg.mkPen(theme.true_range, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
         self.causal.setPen(pg.mkPen(theme.causal, width=2))
         self.bidir.setPen(pg.mkPen(theme.bidir, width=2))

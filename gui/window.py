@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.buffers import GATE_NAMES, HistoryConfig, SensorHistory, StateHistory
-from gui.plots import SignalPlots, StatePlots, theme_for
+from gui.plots import SignalPlots, StatePlots, detection_ticks, theme_for
 from gui.replay import ReplayBar, ReplayController
 from gui.stream import Batch, Handoff, ReceiverCounters
 from gui.worker import WorkerConfig, WorkerThread
@@ -517,9 +517,12 @@ class MainWindow(QtWidgets.QMainWindow):
         w = s.window(lo, t_last)
         t = s.view("t")[w]
         sp.amplitude.setData(t, s.view("amplitude_db")[w])
+        x0 = (lo - self.t_ref_ns) * 1e-9
+        x1 = (t_last - self.t_ref_ns) * 1e-9
         dist = s.view("distance_m")[w]
         det = dist >= 0.0  # < 0: no detection on that dwell (protocol §6): not drawn at all
-        sp.detections.setData(t[det], dist[det])
+        columns = int(np.clip(sp.rng.vb.width(), 64, 4096))
+        sp.detections.setData(*detection_ticks(t[det], dist[det], x0, x1, columns, 0.006 * self.r_max_m))
         truth_range = s.view("true_range_m")[w]
         dmin = s.view("dmin_m")[w]
         has_truth = bool(len(t)) and not (np.isnan(truth_range[-1]) and np.isnan(truth_range).all())
@@ -531,8 +534,6 @@ class MainWindow(QtWidgets.QMainWindow):
         r = hist.rescores
         wr = r.window(lo, t_last)
         tr = r.view("t")[wr]
-        x0 = (lo - self.t_ref_ns) * 1e-9
-        x1 = (t_last - self.t_ref_ns) * 1e-9
         sp.bidir.setData(tr, r.view("bidir_m")[wr])
         self._draw_bands(tr, r.view("disagreement_m")[wr], hist.period_ns, x0, x1)
         self._draw_state(lo, t_last)
