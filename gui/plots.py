@@ -68,12 +68,12 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
 def fast_curve(plot: pg.PlotItem, name: str | None, **kw) -> pg.PlotDataItem:
     """A curve that stays cheap with 10^5 points: peak downsampling, clipped to the view."""
     item = pg.PlotDataItem(name=name, **kw)
+    plot.addItem(item)  # PlotItem.addItem imposes the plot's own downsampling settings: set them after
     item.setDownsampling(auto=True, method="peak")
     item.setClipToView(True)
     # One min/max pair per pixel column (pyqtgraph's default keeps 5 per pixel): the same envelope
     # on screen, 5x fewer segments to stroke (the dominant paint cost of a noisy 60k-point trace).
     item.opts["autoDownsampleFactor"] = 1.0
-    plot.addItem(item)
     return item
 
 
@@ -102,6 +102,8 @@ class SignalPlots:
         self.rng = layout.addPlot(row=1, col=0, title="Measured range (detections only)")
         self.est = layout.addPlot(row=2, col=0, title="Dmin estimates")
         for p in (self.amp, self.rng, self.est):
+            p.setDownsampling(auto=True, mode="peak")  # also what the plot's context menu would set
+            p.setClipToView(True)
             p.addLegend(offset=(8, 4), labelTextSize="9pt", colCount=4)
             p.setMenuEnabled(False)
             p.hideButtons()
@@ -117,8 +119,10 @@ class SignalPlots:
         for p in (self.amp, self.rng):
             p.getAxis("bottom").setStyle(showValues=False)
         self.amplitude = fast_curve(self.amp, "amplitude (dB re noise RMS)")
-        self.detections = pg.PlotDataItem(name="detection", connect="pairs")  # decimated by detection_ticks
+        self.detections = pg.PlotDataItem(name="detection", connect="pairs")
         self.rng.addItem(self.detections)
+        self.detections.setDownsampling(ds=1, auto=False)  # already one pair per pixel (detection_ticks);
+        self.detections.setClipToView(False)  # pyqtgraph's own would split the pairs
         self.true_range = fast_curve(self.rng, "true range", connect="finite")
         self.causal = fast_curve(self.est, "causal y_t (live)")
         self.bidir = fast_curve(self.est, "bidirectional re-score", connect="finite")

@@ -8,6 +8,7 @@ receives a handful of batches per second however many messages arrive.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -22,6 +23,11 @@ from streamer import protocol as P
 
 SERVICE_SENSOR = "_service"
 """Pseudo sensor of service-wide events (stats); never listed as a sensor."""
+
+
+def natural_key(text: str) -> list:
+    """Sort key that puts ``radar-2`` before ``radar-10``."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
 
 
 # --------------------------------------------------------------------------- #
@@ -366,6 +372,11 @@ class StreamReceiver:
         self._sensors: set[str] = set()
         self.counters = Counter()
         self.closed = False
+
+    def set_r_max(self, r_max_m: float) -> None:
+        """R_max known from the weights: truth and normalised re-scores use it from now on."""
+        self.r_max_m = float(r_max_m)
+        self._r_max_known = True
 
     def open(self) -> None:
         from streamer.service import attach

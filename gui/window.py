@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 import statistics
 import time
 from collections import Counter, deque
@@ -24,7 +23,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from gui.buffers import GATE_NAMES, HistoryConfig, SensorHistory, StateHistory
 from gui.plots import SignalPlots, StatePlots, detection_ticks, theme_for
 from gui.replay import ReplayBar, ReplayController
-from gui.stream import Batch, Handoff, ReceiverCounters
+from gui.stream import Batch, Handoff, ReceiverCounters, natural_key
 from gui.worker import WorkerConfig, WorkerThread
 
 
@@ -43,11 +42,6 @@ class WindowConfig:
     max_events: int = 500
     """Lines kept in the event log."""
     title: str = "radarstream monitor"
-
-
-def natural_key(text: str) -> list:
-    """``radar-2`` sorts before ``radar-10``."""
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
 
 
 def _join(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
@@ -104,6 +98,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._dirty = False
         self._rates: dict[str, deque] = {}
         self._replay = replay
+        self.worker_info: dict | None = None  # set once the worker has opened its sockets
+        self._cleared_at = 0.0
 
         self._build_ui()
         if replay is not None:
@@ -280,6 +276,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @QtCore.Slot(object)
     def _on_worker_info(self, info: dict) -> None:
+        self.worker_info = info
         if info.get("r_max_m"):
             self.r_max_m = float(info["r_max_m"])
             self.signal_plots.set_r_max(self.r_max_m)
@@ -311,6 +308,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _ingest(self, batch: Batch) -> None:
         self.batches += 1
         self.counters = batch.counters
+        if batch.created < self._cleared_at:  # polled before a clear (replay seek): stale data
+            return
         if batch.r_max_m and self.worker_config.receiver.r_max_m is None and abs(batch.r_max_m - self.r_max_m) > 1e-6:
             self.r_max_m = batch.r_max_m
             self.signal_plots.set_r_max(self.r_max_m)
@@ -473,6 +472,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @QtCore.Slot()
     def clear(self) -> None:
+        """Forget every sensor's history (and batches polled before now)."""
+        self._cleared_at = time.monotonic()
         for hist in self.histories.values():
             hist.clear()
         self.state = None

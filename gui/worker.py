@@ -65,17 +65,20 @@ class StreamWorker(QtCore.QObject):
 
     @QtCore.Slot()
     def start(self) -> None:
-        """Runs in the worker thread: load the gate model, open the sockets, start polling."""
+        """Runs in the worker thread: open the sockets first (subscriptions take a moment to reach
+        the publishers), then load the gate model, then poll on a timer."""
         cfg = self.config
+        self._receiver = StreamReceiver(cfg.receiver, max_sensors=cfg.max_sensors)
+        self._receiver.open()
         model, reason = load_gate_model(cfg.weights)
         gates = None
         r_max = cfg.receiver.r_max_m
         if model is not None:
             gates = GateTracker(model, backfill=cfg.backfill, max_gap=cfg.max_gap, max_sensors=cfg.max_sensors)
-            r_max = r_max or float(model.config["r_max_m"])
-        rcfg = replace(cfg.receiver, r_max_m=r_max)
-        self._receiver = StreamReceiver(rcfg, gates=gates, max_sensors=cfg.max_sensors)
-        self._receiver.open()
+            if r_max is None:
+                r_max = float(model.config["r_max_m"])
+                self._receiver.set_r_max(r_max)
+        self._receiver.gates = gates
         self.info.emit({"gate_model": gates is not None, "layers": gates.layers if gates else 0,
                         "hidden": gates.hidden if gates else 0, "reason": reason, "r_max_m": r_max})
         sensor, layer, stride = self._selection

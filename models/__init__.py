@@ -1,15 +1,47 @@
 """Models: the causal and bidirectional per-step regressors, the seed's ``DminRegressorLSTM``,
-the gate-level LSTM step, training (``fit``), weights without pickle, and ONNX export."""
+the gate-level LSTM step, the classical CPA fit and the hybrid estimator, training (``fit``),
+weights without pickle, ONNX export and attribution.
 
-from models.bundle import ModelBundle, load_bundle, load_model, shipped_weights_dir
-from models.gates import GateLevelLSTM
-from models.pooled import DminRegressorLSTM
-from models.regressors import BidirectionalRegressor, CausalRegressor
-from models.training import History, fit
-from models.weights import UnsafeWeightsError, WeightsError
+Public names are re-exported lazily (PEP 562): ``from models import DminRegressorLSTM`` works,
+while ``import models.classical`` (pure numpy) does not pay for importing torch.
+"""
 
-__all__ = [
-    "BidirectionalRegressor", "CausalRegressor", "DminRegressorLSTM", "GateLevelLSTM", "History",
-    "ModelBundle", "UnsafeWeightsError", "WeightsError", "fit", "load_bundle", "load_model",
-    "shipped_weights_dir",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BidirectionalRegressor": "models.regressors",
+    "CausalRegressor": "models.regressors",
+    "DminRegressorLSTM": "models.pooled",
+    "GateLevelLSTM": "models.gates",
+    "History": "models.training",
+    "fit": "models.training",
+    "ModelBundle": "models.bundle",
+    "load_bundle": "models.bundle",
+    "load_model": "models.bundle",
+    "shipped_weights_dir": "models.bundle",
+    "UnsafeWeightsError": "models.weights",
+    "WeightsError": "models.weights",
+    "CPAFitConfig": "models.classical",
+    "CPAFitResult": "models.classical",
+    "fit_cpa": "models.classical",
+    "RecursiveCPAFit": "models.classical",
+    "StreamingCPAEstimator": "models.classical",
+    "HybridRule": "models.hybrid",
+    "OnlineHybrid": "models.hybrid",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

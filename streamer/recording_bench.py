@@ -14,6 +14,7 @@ Both figures cross a real TCP socket on 127.0.0.1 and a second process, so that 
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import struct
 import tempfile
 import time
@@ -44,6 +45,8 @@ class RecordBenchRow:
     seconds: float
     """From the first to the last received message."""
     gaps: int
+    cpu_s: float
+    """CPU time of the recorder thread: ``received / cpu_s`` is its capacity on one free core."""
 
     @property
     def drops(self) -> int:
@@ -52,6 +55,10 @@ class RecordBenchRow:
     @property
     def received_sps(self) -> float:
         return self.received_samples / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def capacity_sps(self) -> float:
+        return self.received_samples / self.cpu_s if self.cpu_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -68,39 +75,55 @@ class RecordingBench:
     """From the first send to the receiver having everything."""
     simulate_sps: float
     file_bytes_per_sample: float
+    replay_cpu_s: float
+    load: tuple[float, float, float]
+    """Load average when the benchmark ended: the machine may be shared."""
 
     @property
     def replay_sps(self) -> float:
         return self.replay_samples / self.replay_send_s if self.replay_send_s > 0 else 0.0
 
+    @property
+    def replay_capacity_sps(self) -> float:
+        return self.replay_samples / self.replay_cpu_s if self.replay_cpu_s > 0 else 0.0
+
     def markdown(self, command: str, machine: str) -> str:
         spm = self.samples_per_message
+        load = ", ".join(f"{x:.1f}" for x in self.load)
         lines = [
             "## Recording and replay",
             "",
-            f"`samples` messages of {spm} samples with their truth frame, {self.sensors} sensors, over "
-            "tcp://127.0.0.1 between two processes; MCAP with zstd chunks, fsync every 1 s.",
+            f"`samples` messages of {spm} samples (with the simulator's truth frame, or without as from "
+            f"a real sensor), {self.sensors} sensors, over "
+            "tcp://127.0.0.1 between two processes; MCAP with lz4 chunks (the recorder's default), "
+            "fsync every 1 s. *Rate* is what went through in wall time on this machine (load average "
+            f"{load} at the end: the CPUs were shared); *capacity* is samples per CPU-second of the "
+            "recording (or replaying) thread, i.e. the rate on one free core.",
             "",
             f"Command: `{command}` ({machine}).",
             "",
-            "| recording | offered (samples/s) | sent | received | dropped | written msgs | received rate (samples/s) |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| recording | offered (samples/s) | sent | received | dropped | written msgs | rate (samples/s) "
+            "| CPU µs/sample | capacity (samples/s) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.record:
             offered = "max" if r.target_sps is None else f"{r.target_sps:,.0f}"
             lines.append(f"| {r.label} | {offered} | {r.sent_samples:,} | {r.received_samples:,} | "
                          f"{r.drops:,} ({100 * r.drops / max(r.sent_samples, 1):.1f}%) | "
-                         f"{r.written_messages:,} | {r.received_sps:,.0f} |")
+                         f"{r.written_messages:,} | {r.received_sps:,.0f} | "
+                         f"{1e6 * r.cpu_s / max(r.received_samples, 1):.2f} | {r.capacity_sps:,.0f} |")
         lines += [
             "",
-            "| replay `--speed max` | samples | messages | file -> socket (samples/s) | received | end to end (samples/s) |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| replay `--speed max` | samples | messages | file -> socket rate (samples/s) | received "
+            "| end to end (samples/s) | capacity (samples/s) |",
+            "|---|---:|---:|---:|---:|---:|---:|",
             f"| simulate_to_file recording | {self.replay_samples:,} | {self.replay_messages:,} | "
             f"{self.replay_sps:,.0f} | {self.replay_received_samples:,} | "
-            f"{self.replay_received_samples / max(self.replay_end_to_end_s, 1e-9):,.0f} |",
+            f"{self.replay_received_samples / max(self.replay_end_to_end_s, 1e-9):,.0f} | "
+            f"{self.replay_capacity_sps:,.0f} |",
             "",
             f"simulate_to_file wrote {self.simulate_sps:,.0f} samples/s "
-            f"({self.file_bytes_per_sample:.1f} bytes per sample on disk with truth).",
+            f"({self.file_bytes_per_sample:.1f} bytes per sample on disk with truth, zstd).",
         ]
         return "\n".join(lines)
 
@@ -109,15 +132,16 @@ class RecordingBench:
 
 
 def _publisher_main(endpoint: str, sensors: int, spm: int, duration_s: float, rate_sps: float | None,
-                    conn: Any) -> None:
+                    truth: bool, conn: Any) -> None:
     """Child process: PUB connected to the recorder, pushing for ``duration_s``."""
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUB)
+    sock = ctx.socket(zmq.XPUB)  # a PUB that sees the recorder's subscription arrive
     sock.connect(endpoint)
     feed = SimulatedFeed(FeedConfig(sensors=sensors, samples_per_message=spm, seed=7, realtime=False))
     templates = [(f[0], bytearray(f[1]), bytearray(f[2])) for f in feed.next_messages()]
     period = feed.period_ns
-    time.sleep(0.5)  # the SUB's subscription reaches us after the TCP handshake
+    if sock.poll(60_000):
+        sock.recv()  # subscribed: nothing sent from now on is lost to the slow-joiner effect
     conn.send("go")
     sent = seq = 0
     start = time.perf_counter()
@@ -130,10 +154,13 @@ def _publisher_main(endpoint: str, sensors: int, spm: int, duration_s: float, ra
             if ahead > 0:
                 time.sleep(ahead)
         t0 = feed.epoch + seq * period
-        for topic, block, truth in templates:
+        for topic, block, truth_block in templates:
             _SEQ_T0.pack_into(block, 16, seq, t0)
-            _SEQ_T0.pack_into(truth, 16, seq, t0)
-            sock.send_multipart((topic, bytes(block), bytes(truth)))
+            if truth:
+                _SEQ_T0.pack_into(truth_block, 16, seq, t0)
+                sock.send_multipart((topic, bytes(block), bytes(truth_block)))
+            else:
+                sock.send_multipart((topic, bytes(block)))
         seq += spm
         sent += spm * sensors
     conn.send((sent, time.perf_counter() - start))
@@ -164,15 +191,16 @@ def _receiver_main(endpoint: str, conn: Any) -> None:
 
 
 def _bench_record(workdir: Path, label: str, sensors: int, spm: int, duration_s: float,
-                  rate_sps: float | None) -> RecordBenchRow:
+                  rate_sps: float | None, truth: bool = True) -> RecordBenchRow:
     ctx = zmq.Context()
-    cfg = RecorderConfig(feeds=("@tcp://127.0.0.1:*",), out=str(workdir / f"record-{label}.mcap"),
+    slug = "".join(c if c.isalnum() else "-" for c in label)
+    cfg = RecorderConfig(feeds=("@tcp://127.0.0.1:*",), out=str(workdir / f"record-{slug}.mcap"),
                          kinds=("samples",), flush_interval_s=1.0)
     rec = Recorder(cfg, context=ctx)
     th = rec.start_thread()
     mpctx = mp.get_context("spawn")
     parent, child = mpctx.Pipe()
-    proc = mpctx.Process(target=_publisher_main, args=(rec.feed_endpoints[0], sensors, spm, duration_s, rate_sps, child))
+    proc = mpctx.Process(target=_publisher_main, args=(rec.feed_endpoints[0], sensors, spm, duration_s, rate_sps, truth, child))
     proc.start()
     try:
         if not parent.poll(60):
@@ -205,10 +233,11 @@ def _bench_record(workdir: Path, label: str, sensors: int, spm: int, duration_s:
         ctx.term()
     received = sum(rec.stats.samples.values())
     seconds = (last - first) if first is not None and last is not None and last > first else 0.0
-    return RecordBenchRow(label, rate_sps, sent, received, rec.stats.recorded, seconds, rec.stats.gaps)
+    return RecordBenchRow(label, rate_sps, sent, received, rec.stats.recorded, seconds, rec.stats.gaps,
+                          rec.stats.cpu_s)
 
 
-def _bench_replay(path: Path, total_samples: int) -> tuple[int, int, float, int, float]:
+def _bench_replay(path: Path) -> tuple[int, int, float, int, float, float]:
     ctx = zmq.Context()
     sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.SNDHWM, 0)
@@ -235,7 +264,7 @@ def _bench_replay(path: Path, total_samples: int) -> tuple[int, int, float, int,
         proc.join(10)
         sock.close(0)
         ctx.term()
-    return stats.samples, stats.messages, send_s, received, end_to_end
+    return stats.samples, stats.messages, send_s, received, end_to_end, stats.cpu_s
 
 
 def bench_recording(
@@ -251,8 +280,10 @@ def bench_recording(
     with tempfile.TemporaryDirectory(prefix="radarstream-bench-") as tmp:
         wd = Path(workdir) if workdir is not None else Path(tmp)
         rows = (
-            _bench_record(wd, "as fast as possible", sensors, samples_per_message, duration_s, None),
-            _bench_record(wd, "paced", sensors, samples_per_message, duration_s, paced_sps),
+            _bench_record(wd, "unpaced, with truth", sensors, samples_per_message, duration_s, None),
+            _bench_record(wd, "paced, with truth (simulator)", sensors, samples_per_message, duration_s, paced_sps),
+            _bench_record(wd, "paced, no truth (sensor)", sensors, samples_per_message, duration_s, paced_sps,
+                          truth=False),
         )
         msgs_per_sensor = max(1, replay_samples // (sensors * samples_per_message))
         feed_cfg = FeedConfig(sensors=sensors, samples_per_message=samples_per_message, seed=3, realtime=False,
@@ -261,6 +292,6 @@ def bench_recording(
         sim = simulate_to_file(wd / "replay.mcap", feed_cfg)
         sim_s = time.perf_counter() - t0
         size = (wd / "replay.mcap").stat().st_size
-        samples, messages, send_s, received, e2e = _bench_replay(wd / "replay.mcap", sim.samples)
+        samples, messages, send_s, received, e2e, cpu_s = _bench_replay(wd / "replay.mcap")
     return RecordingBench(samples_per_message, sensors, rows, samples, messages, send_s, received, e2e,
-                          sim.samples / sim_s, size / max(sim.samples, 1))
+                          sim.samples / sim_s, size / max(sim.samples, 1), cpu_s, os.getloadavg())

@@ -398,8 +398,9 @@ class Replayer:
         self._now = now
         self._start_ns = max(rec.start_ns, rec.to_ns(start_s, rec.start_ns))
         self._end_ns = rec.to_ns(end_s, rec.end_ns + 1)
-        if self._end_ns < self._start_ns:
-            raise ValueError("end is before start")
+        if self._end_ns <= self._start_ns:
+            raise ValueError(f"start {start_s} s / end {end_s} s select nothing in a recording of "
+                             f"{rec.duration_s:.3f} s (times are seconds from its start)")
         self._cond = threading.Condition()
         self._speed = parse_speed(speed)
         self._paused = False
@@ -692,12 +693,14 @@ class ReplayController:
         if not playing:
             self.replayer.pause()
         ctx = context or zmq.Context.instance()
-        self._sock = ctx.socket(zmq.PUB)
+        self._sock = ctx.socket(zmq.XPUB)  # a PUB that also reports subscriptions (``subscriptions``)
         self._sock.setsockopt(zmq.SNDHWM, sndhwm)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._endpoint = attach(self._sock, pub, "bind")
         self._stop = threading.Event()
         self.sent = 0
+        self.subscriptions = 0
+        """Topic subscriptions currently held by subscribers (a monitor attached: > 0)."""
         self._thread = threading.Thread(target=self._run, name="radarstream-replay", daemon=True)
         self._thread.start()
 
@@ -736,8 +739,15 @@ class ReplayController:
         self._sock.close(0)
 
     def _run(self) -> None:
-        send = self._sock.send_multipart
+        import zmq
+
+        sock = self._sock
+        send = sock.send_multipart
         while not self._stop.is_set():
+            while sock.poll(0):  # subscription messages: 1 = subscribe, 0 = unsubscribe
+                msg = sock.recv(zmq.NOBLOCK)
+                if msg:
+                    self.subscriptions += 1 if msg[0] == 1 else -1
             batch = self.replayer.next_batch(1024, wait_s=0.05)
             if batch is None:  # at the end: wait for a seek (or close)
                 self._stop.wait(0.05)

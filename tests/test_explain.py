@@ -301,11 +301,25 @@ def test_explain_command_says_clearly_when_weights_are_missing(tmp_path, monkeyp
     assert "cannot load the causal model" in capsys.readouterr().err
 
 
-def test_explain_command_input_fails_clearly(tiny_weights, tmp_path, capsys):
-    rc = _run(["explain", "--input", str(tmp_path / "missing.mcap"), "--sensor", "s0", "--weights", str(tiny_weights),
-               "--out", str(tmp_path)])
-    assert rc == 2
-    assert "error:" in capsys.readouterr().err
+def test_explain_command_reads_a_recording(tiny_weights, tmp_path, capsys):
+    from streamer.publisher import FeedConfig
+    from streamer.recording import simulate_to_file
+
+    rec = tmp_path / "rec.mcap"
+    simulate_to_file(rec, FeedConfig(sensors=2, duration_s=20, seed=5, samples_per_message=16, realtime=False))
+    out = tmp_path / "out"
+    assert _run(["explain", "--input", str(rec), "--method", "ig", "--weights", str(tiny_weights), "--out", str(out)]) == 2
+    assert "choose a sensor with --sensor" in capsys.readouterr().err
+    rc = _run(["explain", "--input", str(rec), "--sensor", "radar-1", "--start", "2", "--window", "96", "--method", "ig",
+               "--weights", str(tiny_weights), "--out", str(out), "--quiet"])
+    assert rc == 0
+    meta = json.loads((out / "causal-ig.json").read_text())
+    assert meta["source"]["sensor"] == "radar-1" and meta["source"]["window"] == 96
+    with np.load(out / "causal-ig.npz") as z:
+        assert z["x"].shape == (96, 2) and "truth_true_range_m" in z  # simulated feeds record their truth
+    assert _run(["explain", "--input", str(tmp_path / "missing.mcap"), "--sensor", "s0", "--weights", str(tiny_weights),
+                 "--out", str(out)]) == 2
+    assert "missing.mcap" in capsys.readouterr().err
 
 
 def test_bench_explain_writes_its_section(tmp_path):

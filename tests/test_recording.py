@@ -28,7 +28,7 @@ from streamer.engine import StreamEngine
 from streamer.publisher import FeedConfig, SimulatedFeed
 from streamer.recording import Recorder, RecorderConfig, RecordingWriter, simulate_to_file
 from streamer.recording_format import META_STATS, RecordingError, pack_frames, unpack_frames
-from streamer.recording_scan import is_complete, recorded_record_gaps, repair, scan
+from streamer.recording_scan import is_complete, recorded_record_gaps, scan
 from streamer.replay import Replayer, ReplayController, Recording, iter_messages, publish_recording
 from tests.streamkit import collect, preds_by_sensor, running_service
 
@@ -572,8 +572,8 @@ def test_controller_publishes_for_the_gui(tmp_path):
     sub.connect(ctl.endpoint)
     try:
         assert not ctl.playing and ctl.duration_s == pytest.approx(0.9)
-        time.sleep(0.3)  # slow joiner: let the subscription reach the publisher
-        assert not sub.poll(50)  # paused at the start: nothing sent
+        assert wait_for(lambda: ctl.subscriptions > 0)  # our SUB is attached
+        assert not sub.poll(50) and ctl.sent == 0  # paused at the start: nothing sent
         ctl.play()
         got = []
         while len(got) < 20 and sub.poll(5000):
@@ -630,3 +630,22 @@ def test_attach_follows_the_service_convention():
         for s in socks:
             s.close(0)
         ctx.term()
+
+
+def test_fast_append_writes_the_same_bytes_as_mcap_add_message(tmp_path):
+    """The recorder's one-pack append must produce exactly the file Writer.add_message produces."""
+    feed = SimulatedFeed(FeedConfig(sensors=3, samples_per_message=16, seed=1, realtime=False), epoch=10**18)
+    msgs = [f for _ in range(300) for f in feed.next_messages()]
+    files = []
+    for fast in (True, False):
+        path = tmp_path / f"fast-{fast}.mcap"
+        w = RecordingWriter(path, chunk_size=20_000, compression="lz4", fast=fast, metadata={"a": 1})
+        assert (w._fast is not None) == fast
+        for i, f in enumerate(msgs):  # out-of-order log times and negative publish times too
+            w.write_frames("samples", f[0].decode().split("/")[1], f[1:], 10**18 + (i * 7919) % 10**6, 5 - i)
+            if i % 97 == 0:
+                w.flush(fsync=False)
+        w.close({"x": 2})
+        files.append(path.read_bytes())
+    assert files[0] == files[1]
+    assert Recording(tmp_path / "fast-True.mcap").message_counts == {f"samples/radar-{k}": 300 for k in range(3)}

@@ -120,6 +120,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         duration_s=args.duration, seed=args.seed, realtime=rate is not None or args.realtime,
         radar=RadarConfig(manoeuvre_prob=args.manoeuvre_prob),
     )
+    if args.out is not None:
+        from streamer.recording import simulate_to_file
+
+        if args.duration is None:
+            print("error: --out needs --duration (a recording has an end)", file=sys.stderr)
+            return 2
+        res = simulate_to_file(args.out, feed_cfg)
+        print(f"wrote {res.messages} messages ({res.samples} samples, {args.sensors} sensor(s), "
+              f"{res.duration_s:g} s, epoch {res.epoch}) -> {res.path}")
+        return 0
     feed = SimulatedFeed(feed_cfg)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.PUB)
@@ -262,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=int, default=0)
     sm.add_argument("--manoeuvre-prob", type=float, default=0.0, help="share of manoeuvring passes")
     sm.add_argument("--realtime", action="store_true", help=argparse.SUPPRESS)
+    sm.add_argument("--out", default=None, metavar="FILE.mcap",
+                    help="write an MCAP recording instead of publishing: no sockets, as fast as the "
+                         "simulator goes, sample times as log times (needs --duration)")
     sm.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="benchmarks; they write their tables to docs/benchmarks.md")
@@ -274,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     bq.add_argument("--no-write", action="store_true", help="print only")
     bq.add_argument("--threads", type=int, default=2)
     bq.set_defaults(func=cmd_bench_quality)
+
+    from tools.cmd_record import add_bench_record_arguments
+
+    add_bench_record_arguments(bsub.add_parser("record", help="recording and replay throughput (MCAP over ZeroMQ)"))
 
     bs = bsub.add_parser("stream", help="backends, naive baselines, FLOP floor and the service over real sockets")
     bs.add_argument("--quick", action="store_true", help="CI-sized run (about 1 minute)")
@@ -306,7 +323,7 @@ def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "feed", "unset") is None:
+    if args.command == "serve" and args.feed is None:
         args.feed = ["tcp://127.0.0.1:5555"]
     try:
         return int(args.func(args) or 0)

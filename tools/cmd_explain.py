@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
@@ -18,11 +20,11 @@ if TYPE_CHECKING:
 
     from models.attribution import Explanation
 
-TARGET_LABELS = {
+TARGET_LABELS: Mapping[str, str] = MappingProxyType({
     "causal": "causal model (online, sees only the past)",
     "bidir": "bidirectional re-scorer (sees the whole window)",
     "pooled": "pooled DminRegressorLSTM (one estimate per window)",
-}
+})
 EXPLAIN_DEFAULT_WINDOW = 512
 BENCH_WINDOW = 1024
 
@@ -93,44 +95,64 @@ def simulated_window(seed: int, encounter: int | None, window: int, manoeuvre_pr
     )
 
 
-def recorded_window(path: str, sensor: str | None, start_s: float | None, end_s: float | None) -> WindowSource:
-    """A window of a sensor's samples read from an MCAP recording.
+def recorded_window(path: str, sensor: str | None, start_s: float | None, end_s: float | None,
+                    window: int) -> WindowSource:
+    """The first ``window`` samples of ``sensor`` logged in [start_s, end_s) (seconds from the start
+    of the recording), read with :func:`streamer.replay.iter_messages`. Recorded truth (simulated
+    feeds carry it) is used for the figure; a gap or a publisher restart inside the window is
+    reported, since the model sees the samples as contiguous."""
+    from streamer import protocol as P
+    from streamer.recording_format import RecordingError
+    from streamer.replay import Recording, iter_messages
 
-    Needs a sample reader in :mod:`streamer.recording` (``iter_messages``); until the recording
-    module exposes one this fails with a clear message rather than parsing the format here.
-    """
     try:
-        from streamer import recording
-    except ImportError as exc:  # pragma: no cover - depends on the build
-        raise ExplainError(f"--input needs streamer.recording, which is not available ({exc})") from exc
-    reader = getattr(recording, "iter_messages", None)
-    if reader is None:
-        raise ExplainError(
-            "--input is not supported yet: streamer.recording has no sample reader (iter_messages) in this "
-            "build. Use --simulate, or replay the recording through the service."
-        )
-    if not sensor:
-        raise ExplainError("--input needs --sensor S (the sensor id whose samples to explain)")
-    blocks = []
-    for msg in reader(path, kinds=("samples",), sensors=(sensor,)):
-        blocks.append(msg)
+        sensors = Recording(path).sensors("samples")
+        if sensor is None:
+            if len(sensors) != 1:
+                raise ExplainError(f"{path}: choose a sensor with --sensor (recorded: {', '.join(sensors) or 'none'})")
+            sensor = sensors[0]
+        elif sensor not in sensors:
+            raise ExplainError(f"{path}: no samples for sensor {sensor!r} (recorded: {', '.join(sensors) or 'none'})")
+        blocks: list[Any] = []
+        truths: list[Any] = []
+        rejected = 0
+        for rec in iter_messages(path, kinds=("samples",), sensors=(sensor,), start=start_s, end=end_s):
+            msg = rec.message
+            if isinstance(msg, P.DecodeError):
+                rejected += 1
+                continue
+            blocks.append(msg.block)
+            truths.append(msg.truth)
+            if sum(b.count for b in blocks) >= window:
+                break
+    except RecordingError as exc:
+        raise ExplainError(str(exc)) from exc
     if not blocks:
-        raise ExplainError(f"{path}: no samples for sensor {sensor!r}")
-    period_s = float(blocks[0].period_ns) / 1e9
-    t_first = blocks[0].t0_ns
-    samples = np.concatenate([np.asarray(b.samples, np.float32) for b in blocks])
-    times = np.concatenate([b.t0_ns + np.arange(len(b.samples)) * b.period_ns for b in blocks])
-    rel = (times - t_first) / 1e9
-    keep = np.ones(len(rel), bool)
-    if start_s is not None:
-        keep &= rel >= start_s
-    if end_s is not None:
-        keep &= rel < end_s
-    x = samples[keep]
+        raise ExplainError(f"{path}: no samples of {sensor!r} between --start and --end")
+    x = np.concatenate([np.asarray(b.data, np.float32) for b in blocks])[:window]
     if x.shape[0] < 2:
-        raise ExplainError(f"{path}: fewer than 2 samples of {sensor!r} between --start and --end")
-    return WindowSource(x=x, rate_hz=1.0 / period_s, origin={
-        "source": "recording", "path": str(path), "sensor": sensor, "start_s": start_s, "end_s": end_s})
+        raise ExplainError(f"{path}: fewer than 2 samples of {sensor!r} in the selected window")
+    breaks = sum(1 for a, b in zip(blocks, blocks[1:]) if (b.epoch, b.seq) != (a.epoch, a.seq + a.count))
+    if breaks:
+        print(f"warning: the window spans {breaks} gap(s) or restart(s); the model sees its samples as contiguous",
+              file=sys.stderr)
+    cfg_r_max = 1000.0
+    truth = None
+    if all(t is not None for t in truths):
+        truth = np.concatenate([np.asarray(t.data, np.float64) for t in truths])[: x.shape[0]]
+    cpa = None
+    if truth is not None and np.isfinite(truth[:, 2]).any():
+        cpa = int(np.nanargmin(np.where(truth[:, 1] > 0.5, truth[:, 2], np.nan)))
+    first = blocks[0]
+    return WindowSource(
+        x=x, rate_hz=1e9 / first.period_ns, r_max_m=cfg_r_max,
+        true_range_m=None if truth is None else truth[:, 2], dmin_norm=None if truth is None else truth[:, 0],
+        cpa=cpa, encounter_dmin_m=None if truth is None or cpa is None else float(truth[cpa, 0]) * cfg_r_max,
+        origin={"source": "recording", "path": str(path), "sensor": sensor, "start_s": start_s, "end_s": end_s,
+                "window": int(x.shape[0]), "first_seq": int(first.seq), "epoch": int(first.epoch),
+                "gaps_or_restarts": breaks, "rejected_messages": rejected},
+        arrays={} if truth is None else {"dmin_norm": truth[:, 0], "true_range_m": truth[:, 2], "snr_db": truth[:, 3]},
+    )
 
 
 # ---------------------------------------------------------------- models
@@ -181,7 +203,9 @@ def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     elif method in ("ablation", "lime", "shap"):
         base.update(segment=args.segment, joint_channels=args.joint_channels)
         if method != "ablation":
-            base.update(n_samples=args.samples, seed=args.rng_seed)
+            base["seed"] = args.rng_seed
+            if args.samples is not None:
+                base["n_samples"] = args.samples
     return base
 
 
@@ -237,13 +261,15 @@ def _band(ax: Any, t: np.ndarray, values: np.ndarray, cmap: str, norm: Any, dt: 
                      cmap=cmap, norm=norm, interpolation="nearest", zorder=0, alpha=0.9)
 
 
-def _plot_signal(ax_amp: Any, ax_dist: Any, src: WindowSource, t: np.ndarray) -> None:
+def _plot_signal(ax_amp: Any, ax_dist: Any, src: WindowSource, t: np.ndarray, compact: bool = False) -> None:
+    """Amplitude (dB) and detected distance (m), with headroom at the top for a one-row legend."""
     amp = _amplitude_db(src.x)
     ax_amp.plot(t, amp, color="black", lw=0.7, label="amplitude", zorder=3)
     if src.threshold_db is not None:
         ax_amp.axhline(src.threshold_db, color="0.3", ls=":", lw=1, label="detection threshold", zorder=3)
-    ax_amp.set_ylabel("amplitude\n(dB re noise RMS)")
-    ax_amp.set_ylim(min(-15.0, float(amp.min()) - 2), max(20.0, float(amp.max()) + 5))
+    ax_amp.set_ylabel("amplitude (dB)" if compact else "amplitude\n(dB re noise RMS)")
+    lo, hi = min(-15.0, float(amp.min()) - 2), max(20.0, float(amp.max()) + 3)
+    ax_amp.set_ylim(lo, hi + 0.3 * (hi - lo))
     det = src.x[:, 1] >= 0
     if src.true_range_m is not None:
         ax_dist.plot(t, src.true_range_m, color="0.45", lw=1.2, label="true range", zorder=2)
@@ -251,7 +277,8 @@ def _plot_signal(ax_amp: Any, ax_dist: Any, src: WindowSource, t: np.ndarray) ->
     if (~det).any():
         ax_dist.scatter(t[~det], np.full((~det).sum(), -0.04 * src.r_max_m), marker="|", s=12, color="0.55",
                         lw=0.6, label="no detection", zorder=3)
-    ax_dist.set_ylim(-0.08 * src.r_max_m, 1.12 * src.r_max_m)
+    ax_dist.set_ylim(-0.08 * src.r_max_m, 1.4 * src.r_max_m)
+    ax_dist.set_yticks(np.linspace(0, src.r_max_m, 6))
     ax_dist.set_ylabel("distance (m)")
 
 
@@ -260,17 +287,20 @@ def _plot_estimate(ax_dist: Any, t: np.ndarray, res: "Explanation", src: WindowS
     truth = src.truth_m(res.step)
     if truth is not None:
         ax_dist.axhline(truth, color="tab:green", ls="--", lw=1.3, label=f"true Dmin {truth:.0f} m", zorder=3)
+    if res.step is None:
+        ax_dist.axhline(res.estimate * r, color="tab:orange", lw=2.0, ls="-.", zorder=4,
+                        label=f"{res.target} estimate {res.estimate * r:.0f} m")
+        return
     if curve is not None:
-        ax_dist.plot(t, curve * r, color="tab:orange", lw=1.3, label=f"{res.target} estimate of Dmin", zorder=4)
-    x_at = t[res.step] if res.step is not None else t[-1]
-    ax_dist.plot([x_at], [res.estimate * r], marker="*", ms=14, color="tab:orange", mec="black", zorder=5,
+        ax_dist.plot(t, curve * r, color="tab:orange", lw=1.3, label=f"{res.target} estimate over time", zorder=4)
+    ax_dist.plot([t[res.step]], [res.estimate * r], marker="*", ms=14, color="tab:orange", mec="black", zorder=7,
                  ls="none", label=f"explained estimate {res.estimate * r:.0f} m")
 
 
 def _mark_steps(axes: list[Any], res: "Explanation", src: WindowSource, t: np.ndarray) -> None:
     for k, ax in enumerate(axes):
         if res.step is not None:
-            ax.axvline(t[res.step], color="tab:purple", lw=1.6, zorder=6,
+            ax.axvline(t[res.step], color="tab:purple", lw=1.0, alpha=0.8, zorder=6,
                        label=f"step t = {t[res.step]:.1f} s (sample {res.step})" if k == 0 else None)
         if src.cpa is not None and 0 <= src.cpa < src.length and src.cpa != res.step:
             ax.axvline(t[src.cpa], color="tab:green", lw=1.0, ls="--", zorder=6,
@@ -288,7 +318,10 @@ def _title(res: "Explanation", src: WindowSource, title: str) -> str:
 
 
 def _legend(ax: Any) -> None:
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.9, ncol=2)
+    """One row at the top of the panel, in the headroom left free for it."""
+    n = len(ax.get_legend_handles_labels()[0])
+    ax.legend(loc="upper center", fontsize=8, framealpha=0.9, ncol=max(n, 1), borderaxespad=0.3,
+              handletextpad=0.4, columnspacing=1.2)
 
 
 def _attribution_note(res: Any) -> str:
@@ -392,21 +425,37 @@ def _spacer_colorbar(fig: Any, ax: Any) -> None:
     cb.ax.set_visible(False)
 
 
-def _unit_heatmap(fig: Any, ax: Any, blocks: list[np.ndarray], labels: list[str], t: np.ndarray, dt: float,
-                  cmap: str, vmin: float, vmax: float, cbar_label: str, directions: int) -> None:
-    """Units × time heatmap of stacked blocks (layers), with separators and block labels."""
+def _unit_heatmap(fig: Any, ax: Any, blocks: list[np.ndarray], t: np.ndarray, dt: float, cmap: str,
+                  vmin: float, vmax: float, cbar_label: str, directions: int) -> None:
+    """Units × time heatmap of stacked blocks (layers), each split forward | backward when
+    bidirectional, with separators and a label per block (or half-block)."""
     data = np.concatenate([b.T for b in blocks], axis=0)  # [units total, T]
     im = ax.imshow(data, extent=(t[0] - dt / 2, t[-1] + dt / 2, data.shape[0], 0), aspect="auto", cmap=cmap,
                    vmin=vmin, vmax=vmax, interpolation="nearest")
     edges = np.cumsum([0] + [b.shape[1] for b in blocks])
     for e in edges[1:-1]:
         ax.axhline(e, color="black", lw=1.5)
-    if directions == 2:
-        for lo, hi in zip(edges[:-1], edges[1:]):
-            ax.axhline((lo + hi) / 2, color="0.3", lw=0.8, ls="--")
-    ax.set_yticks((edges[:-1] + edges[1:]) / 2, labels, fontsize=8)
+    ticks, labels = [], []
+    for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        layer = f"L{k + 1} " if len(blocks) > 1 else ""
+        if directions == 2:
+            mid = (lo + hi) / 2
+            ax.axhline(mid, color="0.2", lw=0.8, ls="--")
+            ticks += [(lo + mid) / 2, (mid + hi) / 2]
+            labels += [f"{layer}fwd", f"{layer}bwd"]
+        else:
+            ticks.append((lo + hi) / 2)
+            labels.append(f"{layer}units" if layer else f"{hi - lo} units")
+    ax.set_yticks(ticks, labels, fontsize=8)
     cb = fig.colorbar(im, ax=ax, pad=0.01, fraction=0.04)
     cb.set_label(cbar_label, fontsize=8)
+    cb.ax.tick_params(labelsize=8)
+
+
+def _symmetric_limit(a: np.ndarray) -> float:
+    """Colour limit that shows structure: the 99th percentile of |a| (a few saturated cells)."""
+    v = float(np.percentile(np.abs(a), 99)) if a.size else 1.0
+    return v if v > 0 else 1.0
 
 
 def plot_internal(res: Any, src: WindowSource, curve: np.ndarray | None, path: Path, title: str) -> Path:
@@ -421,25 +470,25 @@ def plot_internal(res: Any, src: WindowSource, curve: np.ndarray | None, path: P
     dirs = res.directions
     if res.method == "state":
         layers = res.h.shape[0]
-        rows = [(f"hidden state h\nlayer {k + 1}", [res.h[k]], "RdBu_r", -1.0, 1.0, "h (tanh range)") for k in range(layers)]
-        cmax = float(np.abs(res.c).max()) or 1.0
-        rows += [(f"cell state c\nlayer {k + 1}", [res.c[k]], "RdBu_r", -cmax, cmax, "c (memory)") for k in range(layers)]
+        rows = []
+        for name, arr, what in (("hidden state h", res.h, "h"), ("cell state c", res.c, "c (memory)")):
+            for k in range(layers):
+                lim = _symmetric_limit(arr[k])
+                rows.append((f"{name}\nlayer {k + 1}", [arr[k]], "RdBu_r", -lim, lim, f"{what}, layer {k + 1}"))
     else:
+        names = {"i": ("input gate i", "Greens", 0.0, 1.0, "i: 1 = write c"), "f": ("forget gate f", "Blues", 0.0, 1.0, "f: 1 = keep c"),
+                 "g": ("candidate g (ĉ)", "RdBu_r", -1.0, 1.0, "g: value written"), "o": ("output gate o", "Purples", 0.0, 1.0, "o: 1 = expose c")}
         layers = res.i.shape[0]
-        names = {"i": ("input gate i", "Greens", 0.0, 1.0, "i: 1 = write"), "f": ("forget gate f", "Blues", 0.0, 1.0, "f: 1 = keep c"),
-                 "g": ("candidate g (ĉ)", "RdBu_r", -1.0, 1.0, "g: value written"), "o": ("output gate o", "Purples", 0.0, 1.0, "o: 1 = expose")}
         rows = [(names[g][0], [getattr(res, g)[k] for k in range(layers)], *names[g][1:]) for g in ("i", "f", "g", "o")]
-    heights = [1.0, 1.0] + [1.4] * len(rows)
-    fig, axes = plt.subplots(len(rows) + 2, 1, sharex=True, figsize=(13, 3.2 + 1.45 * len(rows)),
+    heights = [1.5, 1.5] + [1.5] * len(rows)
+    fig, axes = plt.subplots(len(rows) + 2, 1, sharex=True, figsize=(13, 2.0 + 1.6 * (len(rows) + 2)),
                              constrained_layout=True, gridspec_kw={"height_ratios": heights})
-    _plot_signal(axes[0], axes[1], src, t)
+    _plot_signal(axes[0], axes[1], src, t, compact=True)
     _plot_estimate(axes[1], t, res, src, curve)
     for ax in axes[:2]:
         _spacer_colorbar(fig, ax)
     for ax, (label, blocks, cmap, vmin, vmax, cbl) in zip(axes[2:], rows):
-        suffix = " (fwd | bwd)" if dirs == 2 else ""
-        block_labels = [f"L{k + 1}{suffix}\nunits" for k in range(len(blocks))] if len(blocks) > 1 else [f"units{suffix}"]
-        _unit_heatmap(fig, ax, blocks, block_labels, t, dt, cmap, vmin, vmax, cbl, dirs)
+        _unit_heatmap(fig, ax, blocks, t, dt, cmap, vmin, vmax, cbl, dirs)
         ax.set_ylabel(label, fontsize=9)
     _mark_steps(list(axes), res, src, t)
     for ax in axes[:2]:
@@ -447,8 +496,8 @@ def plot_internal(res: Any, src: WindowSource, curve: np.ndarray | None, path: P
         ax.grid(alpha=0.25)
     axes[-1].set_xlabel(f"time in window (s) - {src.rate_hz:g} samples/s")
     axes[-1].set_xlim(t[0] - dt / 2, t[-1] + dt / 2)
-    note = ("bidirectional: each layer's units are forward (top half) then backward (bottom half, summarising the "
-            "samples after t)" if dirs == 2 else "unidirectional: each unit at t has seen only samples up to t")
+    note = ("bidirectional LSTM: 'fwd' units at t have read the samples up to t, 'bwd' units those from the end "
+            "back to t" if dirs == 2 else "unidirectional LSTM: each unit at t has read only the samples up to t")
     fig.suptitle(_title(res, src, title) + f"\n{note}", fontsize=11)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -486,7 +535,7 @@ def _explain(args: argparse.Namespace) -> int:
     if args.simulate == bool(args.input):
         raise ExplainError("give exactly one source: --simulate or --input FILE.mcap")
     if args.input:
-        src = recorded_window(args.input, args.sensor, args.start, args.end)
+        src = recorded_window(args.input, args.sensor, args.start, args.end, args.window)
     else:
         src = simulated_window(args.seed, args.encounter, args.window, args.manoeuvre_prob)
     model = load_target(args.target, args.weights)
@@ -558,7 +607,7 @@ def cost_table(costs: list[Any], targets: list[str]) -> str:
     for m in methods:
         some = next(c for c in costs if c.method == m)
         shown = {k: v for k, v in some.params.items()
-                 if k not in ("baseline", "batch_size", "space", "features", "perturbed_samples", "layers", "hidden")}
+                 if k not in ("baseline", "batch_size", "space", "features", "perturbed_samples")}
         settings = ", ".join(f"{k}={v}" for k, v in shown.items())
         cells = [f"{by[(m, t)].seconds * 1000:,.0f}" if (m, t) in by else "n/a" for t in targets]
         rows.append(f"| {EXPLAINERS[m].title} | {settings} | " + " | ".join(cells) + " |")
@@ -586,8 +635,8 @@ def _bench_explain(args: argparse.Namespace) -> int:
     opts = {m: method_options(args, m) for m in METHODS}
     t0 = time.perf_counter()
     progress, close = tqdm_progress("bench-explain", not args.quiet)
-    costs = time_methods(models, src.x, opts=opts, repeats=args.repeats, slow_repeats=args.slow_repeats,
-                         progress=progress)
+    costs = time_methods(models, src.x, opts=opts, step=src.cpa, repeats=args.repeats,
+                         slow_repeats=args.slow_repeats, progress=progress)
     close()
     anchor_src = simulated_window(0, 0, 100)
     anchor = time_methods({"causal": models["causal"]}, anchor_src.x, methods=("saliency", "ig"), opts=opts,
@@ -598,13 +647,17 @@ def _bench_explain(args: argparse.Namespace) -> int:
         (" --untrained" if args.untrained else "") + (f" --weights {args.weights}" if args.weights else "") + \
         (f" --threads {args.threads}" if args.threads != 1 else "")
     a = {c.method: c.seconds * 1000 for c in anchor}
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     body = (
         f"## Explanation cost\n\n"
-        f"Wall time of one explanation of one window of {args.window} samples (simulator seed 0, around the first "
-        f"encounter's CPA; per-step targets explained at the CPA), {args.threads} torch thread(s); median of "
-        f"{args.repeats} runs after a warm-up for the fast methods, one run for occlusion, ablation, LIME and SHAP. "
-        f"Models: {weights_note}. Settings are the `radarstream explain` defaults; LIME/SHAP/ablation features "
-        f"are time segments x channel.\n\n"
+        f"Wall time of one explanation of one window of {args.window} samples (simulator seed 0, centred on the first "
+        f"encounter's CPA; per-step targets explained at the CPA, as `radarstream explain` does), {args.threads} torch "
+        f"thread(s); median of {args.repeats} runs after a warm-up for the fast methods, {args.slow_repeats} run(s) for "
+        f"occlusion, ablation, LIME and SHAP. Models: {weights_note}. Settings are the `radarstream explain` defaults "
+        f"except IG, timed at a fixed {args.ig_steps} steps (explain doubles them until |delta| <= 2% of the explained "
+        f"change, up to 800 steps, so up to ~30x this when the model is stiff along the path). LIME/SHAP/ablation "
+        f"features are time segments x channel; for the causal target LIME/SHAP perturb only the samples up to t. "
+        f"Load average at the end: {load} (the 2 CPUs were shared).\n\n"
         f"Command: `{cmd}` ({took:.0f} s; {machine_line()}).\n\n{table}\n\n"
         f"Anchor (causal, 100-sample window): Saliency {a.get('saliency', float('nan')):.0f} ms, "
         f"IG n_steps={args.ig_steps} {a.get('ig', float('nan')):.0f} ms (reference on this project's machine: "
@@ -639,7 +692,8 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
                    help="ablation/LIME/SHAP: samples per time segment (one feature per segment and channel)")
     g.add_argument("--joint-channels", action="store_true",
                    help="ablation/LIME/SHAP: one feature per segment covering both channels")
-    g.add_argument("--samples", type=int, default=300, metavar="N", help="LIME/SHAP: perturbed samples (default 300)")
+    g.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="LIME/SHAP: perturbed samples (default: LIME 300, SHAP 1000, as SHAP's estimate is noisier)")
     g.add_argument("--rng-seed", type=int, default=0, metavar="N", help="LIME/SHAP: sampling seed (results repeat exactly)")
     g.add_argument("--threads", type=int, default=1, metavar="N", help="torch threads (default 1)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -662,9 +716,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--manoeuvre-prob", type=float, default=0.0, metavar="P",
                      help="simulator: share of manoeuvring passes (default 0)")
     src.add_argument("--input", default=None, metavar="FILE.mcap", help="take the window from a recording")
-    src.add_argument("--sensor", default=None, metavar="S", help="recording: sensor id")
-    src.add_argument("--start", type=float, default=None, metavar="SEC", help="recording: window start, seconds from the sensor's first sample")
-    src.add_argument("--end", type=float, default=None, metavar="SEC", help="recording: window end (exclusive), seconds")
+    src.add_argument("--sensor", default=None, metavar="S",
+                     help="recording: sensor id (default: the only one recorded)")
+    src.add_argument("--start", type=float, default=None, metavar="SEC",
+                     help="recording: window start, seconds from the start of the recording (default: its start)")
+    src.add_argument("--end", type=float, default=None, metavar="SEC",
+                     help="recording: window end (exclusive), seconds; the window also stops after --window samples")
     p.add_argument("--method", choices=[*METHODS, "all"], default="ig",
                    help="saliency | ig (integrated gradients) | occlusion | ablation | lime | shap | attention | "
                         "state | gates | all (every method that applies to the target; default ig)")
@@ -674,7 +731,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="step whose estimate is explained (default: the CPA of the window's encounter, else the "
                         "last step; ignored by the pooled model, which has one estimate per window)")
     p.add_argument("--window", type=int, default=EXPLAIN_DEFAULT_WINDOW, metavar="W",
-                   help=f"window length in samples for --simulate (default {EXPLAIN_DEFAULT_WINDOW})")
+                   help=f"window length in samples (default {EXPLAIN_DEFAULT_WINDOW}); with --input, the most samples taken")
     p.add_argument("--out", default="explain-out", metavar="DIR", help="output directory (default ./explain-out)")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: the shipped weights)")
     _add_method_options(p)

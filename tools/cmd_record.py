@@ -219,7 +219,7 @@ def cmd_bench_record(args: argparse.Namespace) -> int:
 
     res = bench_recording(duration_s=args.duration, samples_per_message=args.samples_per_message,
                           sensors=args.sensors, paced_sps=args.paced, replay_samples=args.replay_samples)
-    parts = ["radarstream bench-record"]
+    parts = ["radarstream bench record" if getattr(args, "bench", None) == "record" else "radarstream bench-record"]
     for flag, value, default in (("--duration", args.duration, 3.0), ("--samples-per-message", args.samples_per_message, 64),
                                  ("--sensors", args.sensors, 4), ("--paced", args.paced, 500_000.0),
                                  ("--replay-samples", args.replay_samples, 2_000_000)):
@@ -242,6 +242,20 @@ def _add_window(p: argparse.ArgumentParser) -> None:
                    help="stop before T seconds from the beginning of the recording")
     p.add_argument("--sensors", action="append", default=None, metavar="ID[,ID...]",
                    help="only these sensors (comma-separated; repeatable). Default: all")
+
+
+def add_bench_record_arguments(b: argparse.ArgumentParser) -> None:
+    """Flags and handler of the recording benchmark (also for hooking it as ``bench record``)."""
+    b.add_argument("--duration", type=_positive, default=3.0, metavar="S", help="seconds per recording run (default 3)")
+    b.add_argument("--samples-per-message", type=int, default=64, metavar="K", help="samples per message (default 64)")
+    b.add_argument("--sensors", type=int, default=4, help="sensors in the streams (default 4)")
+    b.add_argument("--paced", type=_positive, default=500_000.0, metavar="SPS",
+                   help="offered rate of the paced recording run, samples/s (default 500000)")
+    b.add_argument("--replay-samples", type=int, default=2_000_000, metavar="N",
+                   help="samples in the replay file (default 2000000)")
+    b.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update (default docs/benchmarks.md)")
+    b.add_argument("--no-write", action="store_true", help="print the table only")
+    b.set_defaults(func=cmd_bench_record)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -319,16 +333,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sf.set_defaults(func=cmd_simulate_file)
 
     b = sub.add_parser("bench-record", help="measure recording and replay throughput; writes docs/benchmarks.md")
-    b.add_argument("--duration", type=_positive, default=3.0, metavar="S", help="seconds per recording run (default 3)")
-    b.add_argument("--samples-per-message", type=int, default=64, metavar="K", help="samples per message (default 64)")
-    b.add_argument("--sensors", type=int, default=4, help="sensors in the streams (default 4)")
-    b.add_argument("--paced", type=_positive, default=500_000.0, metavar="SPS",
-                   help="offered rate of the paced recording run, samples/s (default 500000)")
-    b.add_argument("--replay-samples", type=int, default=2_000_000, metavar="N",
-                   help="samples in the replay file (default 2000000)")
-    b.add_argument("--doc", default="docs/benchmarks.md", help="markdown file to update (default docs/benchmarks.md)")
-    b.add_argument("--no-write", action="store_true", help="print the table only")
-    b.set_defaults(func=cmd_bench_record)
+    add_bench_record_arguments(b)
 
 
 def main(argv: list[str] | None = None) -> int:
