@@ -9,7 +9,6 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip >/dev/null
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)
 

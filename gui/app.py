@@ -59,7 +59,14 @@ def save_screenshot(widget, path: str | Path) -> Path:
 
 
 def run_gui(options: GuiOptions, *, replay: ReplayController | None = None) -> int:
-    """Run the window until closed (or ``quit_after_s``); returns the exit code."""
+    """Run the window until closed (or ``quit_after_s``, or Ctrl-C); returns the exit code.
+
+    Runs a local QEventLoop rather than ``app.exec()``: quitting the application object would
+    leave a pre-existing QApplication (tests, an embedding program) unable to run event loops.
+    """
+    import signal
+    import threading
+
     from PySide6 import QtCore
 
     from gui.window import MainWindow
@@ -69,7 +76,8 @@ def run_gui(options: GuiOptions, *, replay: ReplayController | None = None) -> i
     win.resize(*options.size)
     if options.sensor:
         win.select_sensor(options.sensor)
-    win.show()
+    loop = QtCore.QEventLoop()
+    win.closed.connect(loop.quit)
     quit_after = options.quit_after_s
     if options.screenshot is not None and quit_after is None:
         quit_after = 5.0
@@ -78,16 +86,25 @@ def run_gui(options: GuiOptions, *, replay: ReplayController | None = None) -> i
     def finish() -> None:
         if options.screenshot is not None:
             win.force_redraw()
+            win.refresh_status()
             try:
                 print(f"wrote {save_screenshot(win, options.screenshot)}", flush=True)
             except OSError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 result["code"] = 1
         win.close()
-        app.quit()
 
     if quit_after is not None:
         QtCore.QTimer.singleShot(int(quit_after * 1000), finish)
-    app.exec()
-    win.shutdown()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C closes the window cleanly (the redraw timer runs Python often enough to see it)
+        previous = signal.signal(signal.SIGINT, lambda *_: QtCore.QTimer.singleShot(0, win.close))
+    win.show()
+    try:
+        loop.exec()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        win.shutdown()
     return result["code"]

@@ -66,6 +66,7 @@ class MainWindow(QtWidgets.QMainWindow):
     """One sensor at a time; the selector lists every sensor seen."""
 
     selectionChanged = QtCore.Signal(object, int, int)  # sensor, layer (-1 keep), heatmap stride
+    closed = QtCore.Signal()
 
     def __init__(self, config: WindowConfig = WindowConfig(), worker: WorkerConfig = WorkerConfig(), *,
                  replay: ReplayController | None = None, start: bool = True):
@@ -261,6 +262,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.shutdown()
         super().closeEvent(event)
+        self.closed.emit()
 
     def changeEvent(self, event: QtCore.QEvent) -> None:
         if event.type() in (QtCore.QEvent.Type.PaletteChange, QtCore.QEvent.Type.ApplicationPaletteChange):
