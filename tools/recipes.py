@@ -35,6 +35,8 @@ class TrainRecipe:
     hidden_size: int = 64
     num_layers: int = 2
     patience: int = 5
+    init_from: str | None = None
+    """Start from the weights of this kind in that directory (fine-tuning) instead of random."""
     tbptt: int | None = None
     """Causal model only: train on ``windows`` long streams side by side, state carried across
     chunks of this many steps (see ``models.fit``)."""
@@ -60,6 +62,11 @@ def train(recipe: TrainRecipe, out_dir: str | Path, *, progress: bool = True) ->
         X, y, mask = data.X, data.y, data.mask
     else:
         raise ValueError(f"unknown model kind {recipe.kind!r}")
+    if recipe.init_from:
+        from models.weights import load_into
+
+        load_into(model, Path(recipe.init_from) / f"{recipe.kind}.safetensors")
+        model.train()
     hist = fit(
         model, X, y, mask, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
         seed=recipe.seed, loss=recipe.loss, progress=progress, tbptt=recipe.tbptt, patience=recipe.patience,
