@@ -22,6 +22,8 @@ class GuiOptions:
     size: tuple[int, int] = (1600, 1000)
     sensor: str | None = None
     """Sensor to select first (default: the first one seen)."""
+    autoplay: bool = True
+    """With a replay: start playing once the monitor is listening."""
 
 
 def has_display() -> tuple[bool, str]:
@@ -72,7 +74,7 @@ def run_gui(options: GuiOptions, *, replay: ReplayController | None = None) -> i
     from gui.window import MainWindow
 
     app = ensure_app()
-    win = MainWindow(options.window, options.worker, replay=replay)
+    win = MainWindow(options.window, options.worker, replay=replay, autoplay=options.autoplay)
     win.resize(*options.size)
     if options.sensor:
         win.select_sensor(options.sensor)

@@ -9,22 +9,24 @@ views to pyqtgraph instead of concatenating the wrapped halves 30 times a second
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Mapping
 
 import numpy as np
 
-SAMPLE_FIELDS: Mapping[str, type] = {
+SAMPLE_FIELDS: Mapping[str, type] = MappingProxyType({
     "t_ns": np.int64, "t": np.float64, "seq": np.int64, "amplitude": np.float32, "amplitude_db": np.float32,
     "distance_m": np.float32, "dmin_m": np.float32, "true_range_m": np.float32, "snr_db": np.float32,
-}
+})
 """One row per input sample; ``t`` is seconds since the window's time origin (ready to plot); the
 truth columns are NaN when the source sends no truth frame."""
 
-PRED_FIELDS: Mapping[str, type] = {"t_ns": np.int64, "t": np.float64, "y_m": np.float32, "latency_us": np.float32}
+PRED_FIELDS: Mapping[str, type] = MappingProxyType(
+    {"t_ns": np.int64, "t": np.float64, "y_m": np.float32, "latency_us": np.float32})
 """One row per causal prediction (``pred/<sensor>``)."""
 
-RESCORE_FIELDS: Mapping[str, type] = {"t_ns": np.int64, "t": np.float64, "bidir_m": np.float32,
-                                      "causal_m": np.float32, "disagreement_m": np.float32}
+RESCORE_FIELDS: Mapping[str, type] = MappingProxyType({"t_ns": np.int64, "t": np.float64, "bidir_m": np.float32,
+                                                       "causal_m": np.float32, "disagreement_m": np.float32})
 """One row per re-scored sample (``rescore/<sensor>``); later windows replace earlier rows."""
 
 GATE_NAMES: tuple[str, ...] = ("h", "c", "i", "f", "g", "o")
@@ -115,11 +117,12 @@ class Ring:
 class HistoryConfig:
     """Sizes of the per-sensor history; fixed at start so memory is bounded and known."""
 
-    samples: int = 65536
-    """Input samples (and predictions, re-scores) kept per sensor: 60 s at 1 kHz, 55 min at 20 Hz."""
+    samples: int = 32768
+    """Input samples (and predictions, re-scores) kept per sensor: 27 min at 20 Hz, 33 s at 1 kHz
+    (``radarstream gui --history``). About 4.7 MB per sensor (6.5 MB once it has re-scores)."""
     state_columns: int = 4096
     """Columns of the state/gate heatmaps of the selected sensor (decimated to fit the window)."""
-    max_sensors: int = 256
+    max_sensors: int = 64
     """Sensors beyond this many are ignored (and counted), never allocated."""
 
 
@@ -128,14 +131,27 @@ class SensorHistory:
 
     def __init__(self, sensor: str, config: HistoryConfig):
         self.sensor = sensor
+        self.capacity = config.samples
         self.samples = Ring(config.samples, SAMPLE_FIELDS)
         self.preds = Ring(config.samples, PRED_FIELDS)
-        self.rescores = Ring(config.samples, RESCORE_FIELDS)
+        self._rescores: Ring | None = None
         self.period_ns = 0
 
+    @property
+    def rescores(self) -> Ring:
+        """Allocated (at full capacity) with the first re-score: many setups run without them."""
+        if self._rescores is None:
+            self._rescores = Ring(self.capacity, RESCORE_FIELDS)
+        return self._rescores
+
+    @property
+    def has_rescores(self) -> bool:
+        return self._rescores is not None and len(self._rescores) > 0
+
     def clear(self) -> None:
-        for ring in (self.samples, self.preds, self.rescores):
-            ring.clear()
+        for ring in (self.samples, self.preds, self._rescores):
+            if ring is not None:
+                ring.clear()
 
     def latest_t_ns(self) -> int | None:
         """Newest time of anything of this sensor (samples first: they lead predictions)."""

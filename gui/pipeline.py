@@ -36,6 +36,29 @@ class PipelineConfig:
     host: str = "127.0.0.1"
 
 
+def rescore_options(weights: Path | None, window: int | None, hop: int | None = None) -> tuple[dict, dict]:
+    """ServiceConfig/StreamService arguments that turn re-scoring on, when this build's service has
+    it (``ServiceConfig.rescore``) and the weights hold a bidirectional model; else ``({}, {})``."""
+    import dataclasses
+    import inspect
+
+    from models.bundle import shipped_weights_dir
+    from streamer.service import ServiceConfig, StreamService
+
+    base = Path(weights) if weights is not None else shipped_weights_dir()
+    if window is None or not (base / "bidir.safetensors").is_file():
+        return {}, {}
+    if "rescore" not in {f.name for f in dataclasses.fields(ServiceConfig)}:
+        return {}, {}
+    try:
+        from streamer.rescore import RescoreConfig
+    except ImportError:
+        return {}, {}
+    extra = {"rescore": RescoreConfig(window=window, hop=hop or max(1, window // 2))}
+    kwargs = {"weights_dir": str(base)} if "weights_dir" in inspect.signature(StreamService).parameters else {}
+    return extra, kwargs
+
+
 class LocalPipeline:
     """SimulatedFeed publishing in a thread + StreamService in a thread, both bound to ``:*``.
 
@@ -87,29 +110,16 @@ class LocalPipeline:
         return self.feed_endpoint, self.service_endpoint
 
     def _rescore_options(self) -> tuple[dict, dict]:
-        """ServiceConfig/StreamService arguments that turn re-scoring on, when this build has it
-        (``ServiceConfig.rescore``) and the weights hold a bidirectional model."""
-        import dataclasses
-        import inspect
-
-        from models.bundle import shipped_weights_dir
-        from streamer.service import ServiceConfig, StreamService
-
-        cfg = self.config
-        weights = Path(cfg.weights) if cfg.weights is not None else shipped_weights_dir()
-        if cfg.rescore_window is None or not (weights / "bidir.safetensors").is_file():
-            return {}, {}
-        if "rescore" not in {f.name for f in dataclasses.fields(ServiceConfig)}:
-            return {}, {}
-        try:
-            from streamer.rescore import RescoreConfig
-        except ImportError:
-            return {}, {}
-        hop = cfg.rescore_hop or max(1, cfg.rescore_window // 2)
-        extra = {"rescore": RescoreConfig(window=cfg.rescore_window, hop=hop)}
-        kwargs = {"weights_dir": str(weights)} if "weights_dir" in inspect.signature(StreamService).parameters else {}
-        self.rescoring = True
+        extra, kwargs = rescore_options(self.config.weights, self.config.rescore_window, self.config.rescore_hop)
+        self.rescoring = bool(extra)
         return extra, kwargs
+
+    def stop_feed(self) -> int:
+        """Stop publishing (the service keeps running); returns the samples sent per sensor."""
+        self._stop.set()
+        if len(self._threads) > 1:
+            self._threads[1].join(5)
+        return self.feed.seq if self.feed is not None else 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,6 +141,27 @@ class LocalPipeline:
         self.stop()
 
 
+class LocalService:
+    """The causal service alone, on a random port, fed by an existing endpoint (a replay)."""
+
+    def __init__(self, feed: str, weights: Path | None, *, backend: str = "onnx", host: str = "127.0.0.1",
+                 rescore_window: int | None = 512):
+        from streamer.backends import make_backend
+        from streamer.service import ServiceConfig, StreamService
+
+        self.ctx = zmq.Context()
+        extra, kwargs = rescore_options(weights, rescore_window)
+        self.service = StreamService(ServiceConfig(feeds=(feed,), pub=f"tcp://{host}:*", **extra),
+                                     make_backend(backend, weights, threads=1), context=self.ctx, **kwargs)
+        self._thread = self.service.start_thread()
+        self.endpoint: str = self.service.pub_endpoint
+
+    def stop(self) -> None:
+        self.service.stop()
+        self._thread.join(5)
+        self.ctx.term()
+
+
 def serve_in_subprocess(conn, config: PipelineConfig) -> None:
     """Child-process entry (multiprocessing, spawn): run a pipeline, send its endpoints on
     ``conn``, stop when anything arrives on ``conn``; replies with the samples published."""
@@ -141,12 +172,8 @@ def serve_in_subprocess(conn, config: PipelineConfig) -> None:
     try:
         conn.send(pipe.start())
         conn.recv()
-    except (EOFError, KeyboardInterrupt):
+        conn.send({"samples_per_sensor": pipe.stop_feed(), "sensors": config.sensors})
+    except (EOFError, KeyboardInterrupt, BrokenPipeError, OSError):
         pass
     finally:
         pipe.stop()
-        seq = pipe.feed.seq if pipe.feed is not None else 0
-        try:
-            conn.send({"samples_per_sensor": seq, "sensors": config.sensors})
-        except (BrokenPipeError, OSError):
-            pass

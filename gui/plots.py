@@ -5,7 +5,10 @@ Only builds and styles pyqtgraph items; the window feeds them data from its own 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
 
 import numpy as np
 import pyqtgraph as pg
@@ -65,6 +68,15 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
         plot.legend.setPen(pg.mkPen(fg.red(), fg.green(), fg.blue(), 60))
 
 
+def cache_static_text(plot: pg.PlotItem) -> None:
+    """Titles and legends change rarely: paint them from a pixmap cache instead of laying out and
+    rasterising their text on every frame."""
+    cache = pg.QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache
+    plot.titleLabel.setCacheMode(cache)
+    if plot.legend is not None:
+        plot.legend.setCacheMode(cache)
+
+
 def fast_curve(plot: pg.PlotItem, name: str | None, **kw) -> pg.PlotDataItem:
     """A curve that stays cheap with 10^5 points: peak downsampling, clipped to the view."""
     item = pg.PlotDataItem(name=name, **kw)
@@ -75,6 +87,26 @@ def fast_curve(plot: pg.PlotItem, name: str | None, **kw) -> pg.PlotDataItem:
     # on screen, 5x fewer segments to stroke (the dominant paint cost of a noisy 60k-point trace).
     item.opts["autoDownsampleFactor"] = 1.0
     return item
+
+
+def nice_ceiling(value: float) -> float:
+    """Smallest of 1, 2, 5, 10, 20, 50... that is >= value."""
+    exp = math.floor(math.log10(value))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if m * 10**exp >= value - 1e-12:
+            return m * 10**exp
+    return 10.0 ** (exp + 1)
+
+
+def step_points(t: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A piecewise-constant series (truth Dmin: one value per encounter, NaN between) reduced to
+    the first and last point of each run: a handful of points instead of one per sample."""
+    if len(v) < 3:
+        return t, v
+    same = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
+    keep = np.ones(len(v), bool)
+    keep[1:-1] = ~(same[:-1] & same[1:])  # drop points whose both neighbours hold the same value
+    return t[keep], v[keep]
 
 
 def detection_ticks(t: np.ndarray, d: np.ndarray, x0: float, x1: float, columns: int,
@@ -113,11 +145,16 @@ class SignalPlots:
         self.amp.setLabel("left", "amplitude", units="dB")
         self.rng.setLabel("left", "range", units="m")
         self.est.setLabel("left", "Dmin", units="m")
-        self.est.setLabel("bottom", "time", units="s")
+        self.est.setLabel("bottom", "time relative to the newest sample", units="s")
         for p in (self.amp, self.rng, self.est):
             p.getAxis("left").enableAutoSIPrefix(False)  # metres stay metres (no "km" rescaling)
+            p.getAxis("bottom").enableAutoSIPrefix(False)
+        # the amplitude's y range follows the data a few times a second (fit_amplitude), not every
+        # frame: each change re-generates the axis
+        self.amp.disableAutoRange()
+        self.amp.setYRange(-30.0, 30.0, padding=0)
         for p in (self.amp, self.rng):
-            p.getAxis("bottom").setStyle(showValues=False)
+            p.hideAxis("bottom")  # the time axis is drawn once, under the estimates (axes cost paint time)
         self.amplitude = fast_curve(self.amp, "amplitude (dB re noise RMS)")
         self.detections = pg.PlotDataItem(name="detection", connect="pairs")
         self.rng.addItem(self.detections)
@@ -127,6 +164,7 @@ class SignalPlots:
         self.causal = fast_curve(self.est, "causal y_t (live)")
         self.bidir = fast_curve(self.est, "bidirectional re-score", connect="finite")
         self.truth = fast_curve(self.est, "truth Dmin", connect="finite")
+        self.truth.setDownsampling(ds=1, auto=False)  # already reduced to its steps (step_points)
         self.bands = pg.ImageItem(axisOrder="col-major")  # a 1-pixel-high mask stretched over the plot
         self.bands.setZValue(-10)
         self.est.addItem(self.bands, ignoreBounds=True)
@@ -140,10 +178,27 @@ class SignalPlots:
             self.cursors.append(line)
         self.set_r_max(r_max_m)
         self.apply_theme(theme)
+        for p in self.plots:
+            cache_static_text(p)
 
     @property
     def plots(self) -> tuple[pg.PlotItem, ...]:
         return (self.amp, self.rng, self.est)
+
+    def fit_amplitude(self, values: np.ndarray) -> None:
+        """Fit the amplitude's y range to ``values`` (dB) with hysteresis: only a change of more
+        than 10% of the span moves the axis."""
+        if len(values) == 0:
+            return
+        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return
+        pad = max(1.0, 0.05 * (hi - lo))
+        want = (math.floor(lo - pad), math.ceil(hi + pad))
+        cur = self.amp.viewRange()[1]
+        tol = 0.1 * (cur[1] - cur[0])
+        if abs(want[0] - cur[0]) > tol or abs(want[1] - cur[1]) > tol:
+            self.amp.setYRange(*want, padding=0)
 
     def set_r_max(self, r_max_m: float) -> None:
         self.r_max_m = r_max_m
@@ -157,13 +212,18 @@ class SignalPlots:
         for p in self.plots:
             style_plot(p, theme)
         self.amplitude.setPen(pg.mkPen(theme.amplitude, width=1))
-        self.detections.setPen(pg.mkPen(theme.detections, width=3))
-        self.true_range.setPen(pg.mkPen(theme.true_range, width=1.5, style=QtCore.Qt.PenStyle.DashLine))
+        self.detections.setPen(pg.mkPen(theme.detections, width=2))
+        # thin and solid: wide or dashed pens cost ~1.3 ms per curve per frame (raster stroker)
+        self.true_range.setPen(pg.mkPen(theme.true_range, width=1))
         self.causal.setPen(pg.mkPen(theme.causal, width=2))
         self.bidir.setPen(pg.mkPen(theme.bidir, width=2))
         self.truth.setPen(pg.mkPen(theme.truth, width=2, style=QtCore.Qt.PenStyle.DashLine))
-        self.bands.setLookupTable(np.array([(0, 0, 0, 0), theme.bands], np.uint8))
-        self.bands.setLevels((0, 1))
+        # Opaque: the mask lies behind everything, so "no band" can be the background colour and a band
+        # the band colour blended over it beforehand; an opaque image is a plain scaled copy, no blending.
+        bg = np.array(pg.mkColor(theme.background).getRgb()[:3], float)
+        r, g, b, a = theme.bands
+        band = bg + (np.array([r, g, b], float) - bg) * (a / 255.0)
+        self._band_lut = np.array([bg, band], np.uint8)
         self.bands_legend.setOpts(brush=pg.mkBrush(*theme.bands))
         for line in self.cursors:
             line.setPen(pg.mkPen(*theme.cursor, width=1))
@@ -181,9 +241,9 @@ class SignalPlots:
         edges = np.zeros(columns + 1, np.int32)
         np.add.at(edges, a, 1)
         np.add.at(edges, b, -1)
-        mask = (np.cumsum(edges[:-1]) > 0).astype(np.uint8)[:, None]
+        mask = (np.cumsum(edges[:-1]) > 0).astype(np.uint8)
         lo, hi = -0.05 * self.r_max_m, 1.2 * self.r_max_m  # the y limits of the plot
-        self.bands.setImage(mask, autoLevels=False, levels=(0, 1))
+        self.bands.setImage(self._band_lut[mask][:, None, :], autoLevels=False)  # [columns, 1, rgb]
         self.bands.setRect(QtCore.QRectF(x0, lo, x1 - x0, hi - lo))
         self.bands.setVisible(self.bands_legend.isVisible())
 
@@ -200,40 +260,42 @@ class _LegendProxy(pg.BarGraphItem):
         self._target.setVisible(visible)
 
 
-GATE_TITLES = {
+GATE_TITLES: Mapping[str, str] = MappingProxyType({
     "h": "h  hidden state", "c": "c  cell state", "i": "i  input gate",
     "f": "f  forget gate", "g": "ĉ = g  candidate", "o": "o  output gate",
-}
+})
 SIGNED = ("h", "c", "g")
 
 
 class StatePlots:
     """Six heatmaps (units × time) of one layer: h, c, i, f, ĉ, o; time axis linked to the signal."""
 
-    def __init__(self, layout: pg.GraphicsLayoutWidget, theme: Theme, x_link: pg.PlotItem):
+    def __init__(self, layout: pg.GraphicsLayoutWidget, theme: Theme, follow: pg.PlotItem):
         self.layout = layout
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self.cursors = []
         signed = pg.colormap.get("CET-D1")
         unsigned = pg.colormap.get("viridis")
+        self._luts = {True: signed.getLookupTable(nPts=256, alpha=False).astype(np.uint8),
+                      False: unsigned.getLookupTable(nPts=256, alpha=False).astype(np.uint8)}
         order = (("h", "c"), ("i", "f"), ("g", "o"))
         for r, row in enumerate(order):
             for col, name in enumerate(row):
                 p = layout.addPlot(row=r, col=col, title=GATE_TITLES[name])
                 p.setMenuEnabled(False)
                 p.hideButtons()
-                p.setXLink(x_link)
+                p.setMouseEnabled(x=False, y=True)  # time follows the signal plots
                 p.getAxis("left").setWidth(42)
                 if r < len(order) - 1:
-                    p.getAxis("bottom").setStyle(showValues=False)
+                    p.hideAxis("bottom")
                 else:
-                    p.setLabel("bottom", "time", units="s")
+                    p.setLabel("bottom", "time relative to the newest sample", units="s")
                 if col == 0:
                     p.setLabel("left", "unit")
-                img = pg.ImageItem(axisOrder="col-major")
-                img.setColorMap(signed if name in SIGNED else unsigned)
-                img.setLevels((-1.0, 1.0) if name in SIGNED else (0.0, 1.0))
+                else:  # same units as on the left; an axis of the same width keeps the columns aligned
+                    p.getAxis("left").setStyle(showValues=False)
+                img = pg.ImageItem(axisOrder="row-major")  # fed opaque RGB [unit, time, 3] (set_images)
                 p.addItem(img)
                 line = pg.InfiniteLine(angle=90, movable=False)
                 line.setVisible(False)
@@ -249,8 +311,18 @@ class StatePlots:
         self.message = pg.TextItem("", anchor=(0.5, 0.5))
         self.plots["h"].addItem(self.message, ignoreBounds=True)
         self.c_limit = 1.0
+        self._c_title = ""
         self.layer_label = ""
+        # Follow the signal plots' time range. Not setXLink: pyqtgraph aligns linked views by screen
+        # position, which shifts the range of the plots in the second column.
+        follow.sigXRangeChanged.connect(self._follow)
         self.apply_theme(theme)
+        for p in self.plots.values():
+            cache_static_text(p)
+
+    def _follow(self, _vb, x_range) -> None:
+        for p in self.plots.values():
+            p.setXRange(*x_range, padding=0)
 
     def apply_theme(self, theme: Theme) -> None:
         self.theme = theme
@@ -285,18 +357,25 @@ class StatePlots:
             if arr.shape[0] == 0:
                 img.clear()
                 continue
-            if name == "c":
-                lim = float(np.nanmax(np.abs(arr))) if arr.size else 1.0
-                # smooth the colour scale so that it does not flicker frame to frame
-                self.c_limit = max(1.0, 0.9 * self.c_limit + 0.1 * max(lim, 1.0)) if lim <= self.c_limit else max(lim, 1.0)
+            if name == "c":  # robust (a few large cells must not wash out the others) and stable:
+                # a 1-2-5 step, so the colour scale (and the title) change rarely
+                lim = float(np.nanpercentile(np.abs(arr), 99)) if arr.size else 1.0
+                self.c_limit = nice_ceiling(max(lim, 1.0))
                 levels = (-self.c_limit, self.c_limit)
             else:
                 levels = (-1.0, 1.0) if name in SIGNED else (0.0, 1.0)
-            img.setImage(arr, autoLevels=False, levels=levels)
+            # colour-map here (numpy) and hand pyqtgraph opaque RGB: it draws it as is, with no
+            # per-frame colour table and no alpha blending
+            lo, hi = levels
+            idx = np.clip((arr.T - lo) * (255.0 / (hi - lo)), 0, 255)  # [unit, time]: row-major, no copy later
+            idx = np.nan_to_num(idx, nan=127.0).astype(np.uint8)
+            img.setImage(self._luts[name in SIGNED][idx], autoLevels=False)
             img.setRect(QtCore.QRectF(x0, 0.0, width, arr.shape[1]))
         suffix = f" · {self.layer_label}" if self.layer_label else ""
-        self.plots["c"].setTitle(f"{GATE_TITLES['c']} (±{self.c_limit:.1f}){suffix}", color=self.theme.foreground,
-                                 size="10pt")
+        title = f"{GATE_TITLES['c']} (±{self.c_limit:g}){suffix}"
+        if title != self._c_title:  # setTitle re-lays out HTML: only when the text changes
+            self._c_title = title
+            self.plots["c"].setTitle(title, color=self.theme.foreground, size="10pt")
 
     def clear(self) -> None:
         for img in self.images.values():

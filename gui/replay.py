@@ -95,6 +95,7 @@ class ReplayBar(QtWidgets.QToolBar):
         self.setObjectName("replay-bar")
         self.controller = controller
         self.play_button = QtWidgets.QToolButton(self)
+        self.play_button.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.play_button.setCheckable(True)
         self.play_button.setToolTip("Play or pause the recording (Space)")
         self.play_button.toggled.connect(self._on_play)
@@ -126,6 +127,11 @@ class ReplayBar(QtWidgets.QToolBar):
         (self.controller.play if checked else self.controller.pause)()
         self.refresh()
 
+    def play(self) -> None:
+        """Start playing (as the button does)."""
+        if not self.play_button.isChecked():
+            self.play_button.setChecked(True)
+
     def _on_speed(self, index: int) -> None:
         self.controller.set_speed(self.speed.itemData(index))
 
@@ -144,7 +150,9 @@ class ReplayBar(QtWidgets.QToolBar):
             self.play_button.blockSignals(True)
             self.play_button.setChecked(playing)
             self.play_button.blockSignals(False)
-        self.play_button.setText("⏸ Pause" if playing else "▶ Play")
+        self.play_button.setText("Pause" if playing else "Play")
+        icon = QtWidgets.QStyle.StandardPixmap.SP_MediaPause if playing else QtWidgets.QStyle.StandardPixmap.SP_MediaPlay
+        self.play_button.setIcon(self.style().standardIcon(icon))
         dur = max(float(ctl.duration_s), 1e-9)
         pos = float(ctl.position_s)
         if not self.slider.isSliderDown():

@@ -21,7 +21,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.buffers import GATE_NAMES, HistoryConfig, SensorHistory, StateHistory
-from gui.plots import SignalPlots, StatePlots, detection_ticks, theme_for
+from gui.plots import SignalPlots, StatePlots, detection_ticks, step_points, theme_for
 from gui.replay import ReplayBar, ReplayController
 from gui.stream import Batch, Handoff, ReceiverCounters, natural_key
 from gui.worker import WorkerConfig, WorkerThread
@@ -69,7 +69,7 @@ class MainWindow(QtWidgets.QMainWindow):
     closed = QtCore.Signal()
 
     def __init__(self, config: WindowConfig = WindowConfig(), worker: WorkerConfig = WorkerConfig(), *,
-                 replay: ReplayController | None = None, start: bool = True):
+                 replay: ReplayController | None = None, autoplay: bool = False, start: bool = True):
         super().__init__()
         self.config = config
         self.worker_config = worker
@@ -83,22 +83,27 @@ class MainWindow(QtWidgets.QMainWindow):
         self.layers = 0
         self.hidden = 0
         self.stride = 1
-        self.t_ref_ns: int | None = None
+        self.t_ref_ns: int | None = None  # time origin of the rings' "t" column
+        self.x_origin_s = 0.0  # rings' "t" of the newest sample drawn: x = t - x_origin_s
+        self._x_range: tuple[float, float] | None = None
+        self._state_drawn: tuple[StateHistory | None, float] = (None, 0.0)  # what the heatmaps show
         self.paused = False
         self.r_max_m = worker.receiver.r_max_m or 1000.0
         self.counters = ReceiverCounters()
         self.stats: dict[str, Any] | None = None
         self.stats_at = 0.0
-        self.rescore_summary: dict[str, Any] | None = None
+        self.rescore_summaries: dict[str, dict[str, Any]] = {}  # latest re-score summary per sensor
         self.event_counts: Counter = Counter()  # (sensor, type) -> n
         self.redraw_ms: deque[float] = deque(maxlen=120)
         self.frame_times: deque[float] = deque(maxlen=120)
         self.batches = 0
         self.frames = 0
+        self.heatmap_frames = 0  # frames that re-rendered the heatmaps
         self.readout_text = ""
         self._dirty = False
         self._rates: dict[str, deque] = {}
         self._replay = replay
+        self._autoplay = autoplay and replay is not None
         self.worker_info: dict | None = None  # set once the worker has opened its sockets
         self._cleared_at = 0.0
 
@@ -194,8 +199,22 @@ class MainWindow(QtWidgets.QMainWindow):
         rows = (
             ("input", "Input"), ("sensor_rate", "Selected"), ("latency", "Latency p50/p99/max"), ("service", "Service"),
             ("gaps", "Gaps"), ("resets", "Resets"), ("malformed", "Malformed"), ("duplicates", "Duplicates"),
-            ("drops", "GUI drops"), ("gui", "Redraw"), ("rescore", "Re-score"),
+            ("drops", "Dropped samples"), ("gui", "Redraw"), ("rescore", "Re-score"),
         )
+        tips = {
+            "input": "Samples per second the monitor receives (all sensors), and the sensors seen",
+            "sensor_rate": "Rate of the selected sensor over the last seconds, and its nominal rate",
+            "latency": "Service latency (receive -> publish of the prediction), from the service's stats",
+            "service": "The service's own throughput, sensors and inference backend",
+            "gaps": "Sequence gaps the service saw (missing samples); then the selected sensor's",
+            "resets": "State resets at the service (explicit, epoch change, seq going back); then the selected sensor's",
+            "malformed": "Messages rejected by the decoder at the service, at the monitor; then the selected sensor's",
+            "duplicates": "Duplicate samples dropped by the service; then the selected sensor's",
+            "drops": "Samples the monitor dropped because it fell behind (bounded hand-off) · samples lost before "
+                     "reaching it (ZeroMQ high-water mark) · batches waiting for the GUI thread",
+            "gui": "Median time to update the plots from the ring buffers, and frames drawn per second",
+            "rescore": "Latest bidirectional re-score: sensor, samples, |causal - bidir|; the stage's counters",
+        }
         per_col = 4
         for k, (key, text) in enumerate(rows):
             name = QtWidgets.QLabel(text + ":", self.status_box)
@@ -203,6 +222,8 @@ class MainWindow(QtWidgets.QMainWindow):
             value = QtWidgets.QLabel("–", self.status_box)
             value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
             value.setMinimumWidth(120)
+            name.setToolTip(tips.get(key, ""))
+            value.setToolTip(tips.get(key, ""))
             r, c = k % per_col, (k // per_col) * 2
             grid.addWidget(name, r, c)
             grid.addWidget(value, r, c + 1)
@@ -211,6 +232,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.event_log = QtWidgets.QPlainTextEdit(self)
         self.event_log.setReadOnly(True)
         self.event_log.setMaximumBlockCount(cfg.max_events)
+        self.event_log.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
         self.event_log.setPlaceholderText("Stream events (gaps, resets, malformed input, new sensors) appear here")
         font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
         self.event_log.setFont(font)
@@ -223,6 +245,7 @@ class MainWindow(QtWidgets.QMainWindow):
         bottom.addWidget(events_box)
         bottom.setStretchFactor(0, 3)
         bottom.setStretchFactor(1, 2)
+        bottom.setSizes([1200, 400])
 
         main = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, self)
         main.addWidget(top)
@@ -236,9 +259,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().addWidget(self.readout, 1)
         self.mode_label = QtWidgets.QLabel("", self)
         self.statusBar().addPermanentWidget(self.mode_label)
+        # one proxy per view: the two scenes have overlapping coordinates
         self._mouse_proxies = [
-            pg.SignalProxy(view.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse)
-            for view in (self.signal_view, self.state_view)
+            pg.SignalProxy(self.signal_view.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse),
+            pg.SignalProxy(self.state_view.scene().sigMouseMoved, rateLimit=30, slot=self._on_mouse_state),
         ]
         QtGui.QShortcut(QtGui.QKeySequence("Space"), self, activated=self.pause_button.toggle)
         self._set_live_interaction()
@@ -246,6 +270,10 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        rc = self.worker_config.receiver
+        stamp = time.strftime("%H:%M:%S")
+        self.log_lines([f"{stamp} {'monitor':<12} feed    {', '.join(rc.feeds) or '–'}",
+                        f"{stamp} {'monitor':<12} service {', '.join(rc.services) or '–'}"])
         self.worker_thread.start()
         self.redraw_timer.start(max(1, int(1000 / self.config.redraw_hz)))
         self.status_timer.start(250)
@@ -271,6 +299,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.theme = theme
                 self.signal_plots.apply_theme(theme)
                 self.state_plots.apply_theme(theme)
+                self._state_drawn = (None, 0.0)
                 self._mark_dirty()
         super().changeEvent(event)
 
@@ -279,6 +308,10 @@ class MainWindow(QtWidgets.QMainWindow):
     @QtCore.Slot(object)
     def _on_worker_info(self, info: dict) -> None:
         self.worker_info = info
+        if self._autoplay and self.replay_bar is not None:
+            self._autoplay = False
+            # the sockets are open; give the subscriptions a moment to reach the replay publisher
+            QtCore.QTimer.singleShot(300, self.replay_bar.play)
         if info.get("r_max_m"):
             self.r_max_m = float(info["r_max_m"])
             self.signal_plots.set_r_max(self.r_max_m)
@@ -320,7 +353,6 @@ class MainWindow(QtWidgets.QMainWindow):
             firsts += [int(c.t_ns[0]) for c in batch.preds.values() if len(c)]
             if firsts:
                 self.t_ref_ns = min(firsts)
-                self._label_time_axis()
         ref = self.t_ref_ns or 0
         now = time.monotonic()
         for sensor, ch in batch.samples.items():
@@ -328,22 +360,28 @@ class MainWindow(QtWidgets.QMainWindow):
             if hist is None:
                 continue
             hist.period_ns = ch.period_ns
-            amp_db = (20.0 * np.log10(np.maximum(ch.amplitude, 1e-3))).astype(np.float32)
-            hist.samples.append(t_ns=ch.t_ns, t=(ch.t_ns - ref) * 1e-9, seq=ch.seq, amplitude=ch.amplitude,
-                                amplitude_db=amp_db, distance_m=ch.distance_m, dmin_m=ch.dmin_m,
-                                true_range_m=ch.true_range_m, snr_db=ch.snr_db)
+            k = self._fresh(hist, hist.samples, ch.t_ns)
+            pick = (lambda a: a) if k is None else (lambda a: a[k])  # noqa: E731
+            amp = pick(ch.amplitude)
+            hist.samples.append(t_ns=pick(ch.t_ns), t=(pick(ch.t_ns) - ref) * 1e-9, seq=pick(ch.seq), amplitude=amp,
+                                amplitude_db=(20.0 * np.log10(np.maximum(amp, 1e-3))).astype(np.float32),
+                                distance_m=pick(ch.distance_m), dmin_m=pick(ch.dmin_m),
+                                true_range_m=pick(ch.true_range_m), snr_db=pick(ch.snr_db))
             self._rates.setdefault(sensor, deque(maxlen=64)).append((now, len(ch)))
         for sensor, ch in batch.preds.items():
             hist = self._history(sensor)
             if hist is not None:
-                hist.preds.append(t_ns=ch.t_ns, t=(ch.t_ns - ref) * 1e-9, y_m=ch.y_m, latency_us=ch.latency_us)
+                k = self._fresh(hist, hist.preds, ch.t_ns)
+                pick = (lambda a: a) if k is None else (lambda a: a[k])  # noqa: E731
+                hist.preds.append(t_ns=pick(ch.t_ns), t=(pick(ch.t_ns) - ref) * 1e-9, y_m=pick(ch.y_m),
+                                  latency_us=pick(ch.latency_us))
         for sensor, chunks in batch.rescores.items():
             hist = self._history(sensor)
             if hist is None:
                 continue
             for ch in chunks:
                 self._ingest_rescore(hist, ch, ref)
-                self.rescore_summary = {"sensor": sensor, **ch.summary}
+                self.rescore_summaries[sensor] = {"sensor": sensor, **ch.summary}
         g = batch.gates
         if g is not None and g.sensor == self.sensor and self.hidden:
             if g.replace or self.state is None:
@@ -356,11 +394,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self.stats, self.stats_at = batch.stats, now
         self._mark_dirty()
 
-    def _label_time_axis(self) -> None:
-        origin = time.strftime("%H:%M:%S", time.localtime(self.t_ref_ns / 1e9)) if self.t_ref_ns else "first sample"
-        self.signal_plots.est.setLabel("bottom", f"time since {origin}", units="s")
-        for name in ("g", "o"):
-            self.state_plots.plots[name].setLabel("bottom", f"time since {origin}", units="s")
+    def _fresh(self, hist: SensorHistory, ring, t_ns: np.ndarray) -> np.ndarray | None:
+        """Rows to append so that the ring stays in time order (it is binary-searched): rows at or
+        before its newest time are duplicates and dropped, unless time went back far (a restarted
+        publisher, a replay seeking back): then the sensor starts a fresh history. None: all rows."""
+        if not len(ring) or not len(t_ns):
+            return None
+        last = int(ring.last("t_ns"))
+        if int(t_ns[0]) > last:
+            return None
+        if last - int(t_ns[0]) > 4096 * max(hist.period_ns, 1):
+            hist.clear()
+            self.log_lines([f"{time.strftime('%H:%M:%S')} {hist.sensor:<12} {'time went back':<13} history cleared"])
+            return None
+        return t_ns > last
 
     def _ingest_rescore(self, hist: SensorHistory, ch, ref: int) -> None:
         ring = hist.rescores
@@ -394,6 +441,14 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.sensor_box.blockSignals(False)
         return hist
 
+    def log_lines(self, lines: list[str]) -> None:
+        """Append to the event log, keeping the view at the start of the lines (not their end)."""
+        self.event_log.appendPlainText("\n".join(lines))
+        cursor = self.event_log.textCursor()
+        cursor.movePosition(QtGui.QTextCursor.MoveOperation.End)
+        cursor.movePosition(QtGui.QTextCursor.MoveOperation.StartOfBlock)
+        self.event_log.setTextCursor(cursor)
+
     def _log_events(self, events) -> None:
         lines = []
         for ev in events:
@@ -406,7 +461,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 lines.append(f"{stamp} {ev.sensor:<12} {ev.type:<13} {details}")
         if len(events) > len(lines):
             lines.append(f"… and {len(events) - len(lines)} more events in this batch")
-        self.event_log.appendPlainText("\n".join(lines))
+        self.log_lines(lines)
 
     # ------------------------------------------------------------------ controls
 
@@ -440,9 +495,14 @@ class MainWindow(QtWidgets.QMainWindow):
         return max(1, math.ceil(per_window / (self.config.history.state_columns // 2)))
 
     def _on_window(self, _value: float) -> None:
+        self._state_drawn = (None, 0.0)
         if self._wanted_stride() != self.stride:
             self.state = None
             self._request_gates()
+        hist = self.histories.get(self.sensor or "")
+        if hist is not None and not self.paused and len(hist.samples):
+            n = int(self.window_box.value() * 1e9 / hist.period_ns) if hist.period_ns else len(hist.samples)
+            self.signal_plots.fit_amplitude(hist.samples.view("amplitude_db", n))
         self._mark_dirty()
 
     def _on_layer(self, index: int) -> None:
@@ -464,13 +524,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pause_button.setIcon(self.style().standardIcon(icon))
         self._set_live_interaction()
         if not paused:
+            self._x_range = None  # back to [-window, 0] after any pan/zoom
             self._mark_dirty()
 
     def _set_live_interaction(self) -> None:
         """Live: the time axis scrolls by itself (mouse zooms y only). Paused: pan/zoom both."""
-        for p in (*self.signal_plots.plots, *self.state_plots.plots.values()):
+        for p in self.signal_plots.plots:
             p.setMouseEnabled(x=self.paused, y=True)
-        self.mode_label.setText("PAUSED: display frozen, data still recorded" if self.paused else "live")
+        self.mode_label.setText("PAUSED: display frozen, data still recorded (drag/zoom the time axis)"
+                                if self.paused else "live")
 
     @QtCore.Slot()
     def clear(self) -> None:
@@ -481,7 +543,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state = None
         self.state_plots.clear()
         self.t_ref_ns = None
-        self.event_log.clear()
+        self.x_origin_s = 0.0
         for item in (self.signal_plots.amplitude, self.signal_plots.detections, self.signal_plots.true_range,
                      self.signal_plots.causal, self.signal_plots.bidir, self.signal_plots.truth):
             item.setData([], [])
@@ -499,11 +561,16 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.t_ref_ns is None:
             return None
         x0, x1 = self.signal_plots.est.viewRange()[0]
-        return self.t_ref_ns + int(x0 * 1e9), self.t_ref_ns + int(math.ceil(x1 * 1e9))
+        base = self.t_ref_ns + self.x_origin_s * 1e9
+        return int(base + x0 * 1e9), int(math.ceil(base + x1 * 1e9))
 
     @QtCore.Slot()
     def redraw(self) -> None:
-        """Redraw the selected sensor from the rings (GUI thread, ~30 Hz; skipped when paused)."""
+        """Redraw the selected sensor from the rings (GUI thread, ~30 Hz; skipped when paused).
+
+        x is time relative to the newest sample, so the axes stay put while the data scroll:
+        a moving x range would make pyqtgraph regenerate every time axis and re-process every curve
+        once more per frame (measured: the largest cost of a live frame)."""
         if self.paused or not self._dirty:
             return
         started = time.perf_counter()
@@ -514,33 +581,40 @@ class MainWindow(QtWidgets.QMainWindow):
         t_last = hist.latest_t_ns()
         if t_last is None:
             return
-        lo = t_last - int(self.window_box.value() * 1e9)
+        span = self.window_box.value()
+        lo = t_last - int(span * 1e9)
+        origin = self.x_origin_s = (t_last - self.t_ref_ns) * 1e-9
+        x0, x1 = -span, 0.0
         sp = self.signal_plots
         s = hist.samples
         w = s.window(lo, t_last)
-        t = s.view("t")[w]
+        t = s.view("t")[w] - origin
         sp.amplitude.setData(t, s.view("amplitude_db")[w])
-        x0 = (lo - self.t_ref_ns) * 1e-9
-        x1 = (t_last - self.t_ref_ns) * 1e-9
         dist = s.view("distance_m")[w]
         det = dist >= 0.0  # < 0: no detection on that dwell (protocol §6): not drawn at all
         columns = int(np.clip(sp.rng.vb.width(), 64, 4096))
         sp.detections.setData(*detection_ticks(t[det], dist[det], x0, x1, columns, 0.006 * self.r_max_m))
         truth_range = s.view("true_range_m")[w]
         dmin = s.view("dmin_m")[w]
-        has_truth = bool(len(t)) and not (np.isnan(truth_range[-1]) and np.isnan(truth_range).all())
+        has_truth = bool(len(t)) and not np.isnan(truth_range).all()
         sp.true_range.setData(t, truth_range) if has_truth else sp.true_range.setData([], [])
-        sp.truth.setData(t, dmin) if has_truth else sp.truth.setData([], [])
+        sp.truth.setData(*step_points(t, dmin)) if has_truth else sp.truth.setData([], [])
         p = hist.preds
         wp = p.window(lo, t_last)
-        sp.causal.setData(p.view("t")[wp], p.view("y_m")[wp])
-        r = hist.rescores
-        wr = r.window(lo, t_last)
-        tr = r.view("t")[wr]
-        sp.bidir.setData(tr, r.view("bidir_m")[wr])
-        self._draw_bands(tr, r.view("disagreement_m")[wr], hist.period_ns, x0, x1)
-        self._draw_state(lo, t_last)
-        sp.amp.setXRange(x0, x1, padding=0)
+        sp.causal.setData(p.view("t")[wp] - origin, p.view("y_m")[wp])
+        if hist.has_rescores:
+            r = hist.rescores
+            wr = r.window(lo, t_last)
+            tr = r.view("t")[wr] - origin
+            sp.bidir.setData(tr, r.view("bidir_m")[wr])
+            self._draw_bands(tr, r.view("disagreement_m")[wr], hist.period_ns, x0, x1)
+        else:
+            sp.bidir.setData([], [])
+            sp.set_bands(np.empty(0), np.empty(0), x0, x1)
+        self._draw_state(lo, t_last, origin)
+        if self._x_range != (x0, x1):  # only when the window length changes (or after a pause)
+            self._x_range = (x0, x1)
+            sp.amp.setXRange(x0, x1, padding=0)
         now = time.perf_counter()
         self.redraw_ms.append((now - started) * 1e3)
         self.frame_times.append(now)
@@ -565,10 +639,17 @@ class MainWindow(QtWidgets.QMainWindow):
         width = int(np.clip(self.signal_plots.est.vb.width(), 64, 4096))
         self.signal_plots.set_bands(t[starts], t[ends - 1] + dt, x0, x1, width)
 
-    def _draw_state(self, lo: int, hi: int) -> None:
+    def _draw_state(self, lo: int, hi: int, origin: float) -> None:
         st = self.state
         if st is None or not len(st):
             return
+        # Re-render the heatmaps only when they would move by a pixel or more: a heatmap column
+        # spans several frames (60 s over ~250 px: 0.24 s), so most frames would redraw the same image.
+        px_s = self.window_box.value() / max(self.state_plots.plots["h"].vb.width(), 1.0)
+        if st is self._state_drawn[0] and 0.0 <= origin - self._state_drawn[1] < px_s:
+            return
+        self._state_drawn = (st, origin)
+        self.heatmap_frames += 1
         ring = st.ring
         w = ring.window(lo, hi)
         n = w.stop - w.start
@@ -578,7 +659,7 @@ class MainWindow(QtWidgets.QMainWindow):
         limit = min(self.config.heatmap_columns, max(64, int(self.state_plots.plots["h"].vb.width())))
         step = max(1, math.ceil(n / limit))  # about one column per pixel: more is invisible and costly
         sel = slice(w.start, w.stop, step)
-        t = ring.view("t")[sel]
+        t = ring.view("t")[sel] - origin
         spacing = (t[-1] - t[0]) / max(len(t) - 1, 1) if len(t) > 1 else 0.05
         traces = {g: ring.view(g)[sel] for g in GATE_NAMES}
         self.state_plots.set_images(float(t[0]), float(t[-1] + spacing), traces)
@@ -602,24 +683,22 @@ class MainWindow(QtWidgets.QMainWindow):
         lab = self.status_labels
         c = self.counters
         total_rate = sum(self.sensor_rate(s) for s in self.histories)
-        lab["input"].setText(f"{total_rate:,.0f} samples/s · {len(self.histories)} sensors · "
-                             f"{c.feed_gap_samples} lost before the GUI")
+        lab["input"].setText(f"{total_rate:,.0f} samples/s · {len(self.histories)} sensors")
         sel = self.sensor or "–"
         if self.sensor:
             hist = self.histories.get(self.sensor)
-            nominal = f" (period {hist.period_ns / 1e6:g} ms)" if hist is not None and hist.period_ns else ""
-            lab["sensor_rate"].setText(f"{sel}: {self.sensor_rate(self.sensor):.1f} Hz{nominal}")
+            nominal = f" (nominal {1e9 / hist.period_ns:g})" if hist is not None and hist.period_ns else ""
+            lab["sensor_rate"].setText(f"{sel} · {self.sensor_rate(self.sensor):.1f} Hz{nominal}")
         stats = self.stats
         fresh = stats is not None and time.monotonic() - self.stats_at < 5.0
         if fresh:
             lat = stats.get("latency_us") or {}
             lab["latency"].setText(f"{_fmt_us(lat.get('p50'))} / {_fmt_us(lat.get('p99'))} / {_fmt_us(lat.get('max'))}")
             lab["service"].setText(f"{stats.get('samples_per_s', 0):,.0f} samples/s · {stats.get('sensors', 0)} sensors · "
-                                   f"{stats.get('backend', '?')} · up {stats.get('uptime_s', 0):.0f} s")
+                                   f"{stats.get('backend', '?')}")
         else:
             lab["latency"].setText("–")
-            lab["service"].setText("no stats from the service (not running, or not at --service?)"
-                                   if stats is None else "stats stale (service stopped?)")
+            lab["service"].setText("no stats (service not running?)" if stats is None else "stats stale (stopped?)")
         counters = (stats or {}).get("counters", {}) or {}
         errors = (stats or {}).get("decode_errors", {}) or {}
         ev = self.event_counts
@@ -629,10 +708,9 @@ class MainWindow(QtWidgets.QMainWindow):
         lab["gaps"].setText(f"{counters.get('gap', 0)} ({counters.get('gap_samples', 0)} samples) · "
                             f"{sel}: {mine('gap')}")
         lab["resets"].setText(f"{resets} · {sel}: {mine('reset') + mine('epoch_change') + mine('backwards') + mine('gap_reset')}")
-        lab["malformed"].setText(f"{sum(errors.values())} at the service · {c.decode_errors} at the GUI · "
-                                 f"{sel}: {mine('malformed')}")
+        lab["malformed"].setText(f"{sum(errors.values())} · GUI {c.decode_errors} · {sel}: {mine('malformed')}")
         lab["duplicates"].setText(f"{counters.get('duplicate', 0)} · {sel}: {mine('duplicate')}")
-        lab["drops"].setText(f"{c.dropped_batches} batches ({c.dropped_samples} samples) · queue "
+        lab["drops"].setText(f"{c.dropped_samples} · upstream {c.feed_gap_samples} · queue "
                              f"{self.handoff.in_flight}/{self.handoff.limit} (max {c.max_in_flight})")
         med = statistics.median(self.redraw_ms) if self.redraw_ms else 0.0
         ft = [t for t in self.frame_times if time.perf_counter() - t < 2.0]
@@ -642,38 +720,50 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._wanted_stride() != self.stride:
             self.state = None
             self._request_gates()
+        hist = self.histories.get(self.sensor or "")
+        if hist is not None and not self.paused and len(hist.samples):
+            n = int(self.window_box.value() * 1e9 / hist.period_ns) if hist.period_ns else len(hist.samples)
+            self.signal_plots.fit_amplitude(hist.samples.view("amplitude_db", n))
 
     def _rescore_text(self, service: dict | None) -> str:
         """Latest re-scored window and the stage's own counters (from the service stats)."""
-        rs = self.rescore_summary
+        rs = self.rescore_summaries.get(self.sensor or "")
         if not rs and not service:
-            return "none received (re-scoring stage not running)"
+            return ("none yet for this sensor" if self.rescore_summaries
+                    else "none received (re-scoring stage not running)")
         parts = []
         if rs:
             if "seq_start" in rs and "seq_end" in rs:
-                parts.append(f"{rs.get('sensor')} seq {rs['seq_start']}–{rs['seq_end']}")
-            for key, label in (("mean_abs_m", "mean |Δ|"), ("max_abs_m", "max |Δ|")):
-                if isinstance(rs.get(key), (int, float)):
-                    parts.append(f"{label} {rs[key]:.0f} m")
+                parts.append(f"{rs.get('sensor')} {rs['seq_start']}–{rs['seq_end']}")
+            if isinstance(rs.get("mean_abs_m"), (int, float)):
+                mx = rs.get("max_abs_m")
+                parts.append(f"|Δ| mean {rs['mean_abs_m']:.0f} m" + (f", max {mx:.0f} m" if isinstance(mx, (int, float)) else ""))
             if not parts:
                 parts.append(", ".join(f"{k}={v}" for k, v in list(rs.items())[:4]))
         if service:
             scored, dropped = service.get("windows_scored", 0), service.get("windows_dropped", 0)
             cost = service.get("cost_ms_p50")
-            parts.append(f"{scored} windows, {dropped} dropped" + (f", {cost:.1f} ms each" if cost is not None else ""))
+            parts.append(f"{scored} windows ({dropped} dropped" + (f", {cost:.0f} ms each)" if cost is not None else ")"))
         return " · ".join(parts)
 
     # ------------------------------------------------------------------ cursor readout
 
     def _on_mouse(self, args) -> None:
+        """Mouse over the signal view (``args[0]``: position in that view's scene)."""
         pos = args[0]
-        for view, plots in ((self.signal_view, self.signal_plots.plots), (self.state_view, tuple(self.state_plots.plots.values()))):
-            for p in plots:
-                if p.sceneBoundingRect().contains(pos) and p.scene() is not None and p.vb.sceneBoundingRect().contains(pos):
-                    pt = p.vb.mapSceneToView(pos)
-                    gate = next((g for g, q in self.state_plots.plots.items() if q is p), None)
-                    self.show_readout(pt.x(), pt.y() if gate else None, gate)
-                    return
+        for p in self.signal_plots.plots:
+            if p.vb.sceneBoundingRect().contains(pos):
+                self.show_readout(p.vb.mapSceneToView(pos).x())
+                return
+
+    def _on_mouse_state(self, args) -> None:
+        """Mouse over the state view: the readout adds the unit under the mouse."""
+        pos = args[0]
+        for gate, p in self.state_plots.plots.items():
+            if p.vb.sceneBoundingRect().contains(pos):
+                pt = p.vb.mapSceneToView(pos)
+                self.show_readout(pt.x(), pt.y(), gate)
+                return
 
     def show_readout(self, x: float, y: float | None = None, gate: str | None = None) -> str:
         """Values of every curve at time ``x`` (s); with ``gate``, the unit under ``y`` too."""
@@ -681,7 +771,11 @@ class MainWindow(QtWidgets.QMainWindow):
             line.setPos(x)
             line.setVisible(True)
         hist = self.histories.get(self.sensor or "")
-        parts = [f"t = {x:.3f} s"]
+        x_rel, x = x, x + self.x_origin_s  # the plots are relative to the newest sample
+        parts = [f"t = {x_rel:+.3f} s"]
+        if self.t_ref_ns is not None:
+            abs_s = (self.t_ref_ns + x * 1e9) / 1e9
+            parts[0] += time.strftime(" (%H:%M:%S", time.localtime(abs_s)) + f".{int(abs_s * 10) % 10})"
         if hist is not None:
             def near(ring, name, tol_s):
                 if not len(ring):
@@ -708,7 +802,7 @@ class MainWindow(QtWidgets.QMainWindow):
             yc = near(hist.preds, "y_m", tol)
             if yc is not None:
                 parts.append(f"causal {yc:.0f} m")
-            b = near(hist.rescores, "bidir_m", tol)
+            b = near(hist.rescores, "bidir_m", tol) if hist.has_rescores else None
             if b is not None and not math.isnan(b):
                 parts.append(f"bidir {b:.0f} m")
                 dis = near(hist.rescores, "disagreement_m", tol)
@@ -753,7 +847,8 @@ class MainWindow(QtWidgets.QMainWindow):
             out.writerow(self.CSV_COLUMNS)
             if hist is None or rng is None:
                 return 0
-            s, p, r = hist.samples, hist.preds, hist.rescores
+            s, p = hist.samples, hist.preds
+            r = hist.rescores if hist.has_rescores else None
             w = s.window(*rng)
             t_ns = s.view("t_ns")[w]
             if len(t_ns) == 0:  # no samples subscribed: export the predictions alone
@@ -766,8 +861,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 cols = {k: s.view(k)[w] for k in ("seq", "amplitude", "distance_m", "true_range_m", "snr_db", "dmin_m")}
             causal = _join(p.view("t_ns"), p.view("y_m"), t_ns)
             lat = _join(p.view("t_ns"), p.view("latency_us"), t_ns)
-            bidir = _join(r.view("t_ns"), r.view("bidir_m"), t_ns)
-            dis = _join(r.view("t_ns"), r.view("disagreement_m"), t_ns)
+            none = np.empty(0)
+            bidir = _join(r.view("t_ns"), r.view("bidir_m"), t_ns) if r is not None else _join(none, none, t_ns)
+            dis = _join(r.view("t_ns"), r.view("disagreement_m"), t_ns) if r is not None else _join(none, none, t_ns)
             ref = self.t_ref_ns or 0
             dist = np.asarray(cols["distance_m"], np.float64)
             dist = np.where(dist >= 0, dist, np.nan)  # no detection -> empty cell

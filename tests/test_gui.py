@@ -57,6 +57,23 @@ def window(qtbot, pipeline, tiny_weights):
     win.close()
 
 
+def diagnose(win: MainWindow) -> str:
+    """What the window holds, for a readable failure message."""
+    sp = win.signal_plots
+    curves = {n: n_points(getattr(sp, n)) for n in ("amplitude", "detections", "true_range", "causal", "bidir", "truth")}
+    return (f"curves {curves}; histories {{s: (samples, preds)}} "
+            f"{ {s: (len(h.samples), len(h.preds)) for s, h in win.histories.items()} }; counters {win.counters}; "
+            f"stats {'yes' if win.stats else 'none'}; worker info {win.worker_info}")
+
+
+def wait_window(qtbot, win: MainWindow, cond, pipeline=None) -> None:
+    try:
+        qtbot.waitUntil(cond, timeout=WAIT_MS)
+    except Exception as exc:
+        alive = None if pipeline is None else [t.name for t in pipeline._threads if t.is_alive()]
+        raise AssertionError(f"{exc}: {diagnose(win)}; pipeline threads alive: {alive}") from None
+
+
 def n_points(item) -> int:
     return 0 if item.xData is None else len(item.xData)
 
@@ -70,9 +87,9 @@ def every_plot_has_data(win: MainWindow) -> bool:
             and win.status_labels["latency"].text() != "–")
 
 
-def test_live_feed_and_service_fill_every_plot(qtbot, window):
+def test_live_feed_and_service_fill_every_plot(qtbot, window, pipeline):
     win = window
-    qtbot.waitUntil(lambda: every_plot_has_data(win), timeout=WAIT_MS)
+    wait_window(qtbot, win, lambda: every_plot_has_data(win), pipeline)
     sp = win.signal_plots
     # batched hand-off: many messages per batch, never one signal per message
     assert win.counters.messages > 2 * win.batches
@@ -91,6 +108,14 @@ def test_live_feed_and_service_fill_every_plot(qtbot, window):
     qtbot.waitUntil(lambda: win.counters.checkpoints_adopted > 0, timeout=WAIT_MS)
     assert "radar-" in win.sensor_box.currentText()
     assert win.show_readout(float(sp.causal.xData[-1])).count("causal") == 1
+    # the mouse path: a scene position over the estimates, then over the h heatmap
+    from PySide6 import QtCore
+
+    win._on_mouse((sp.est.vb.mapViewToScene(QtCore.QPointF(-0.5, 500.0)),))
+    assert "causal" in win.readout_text and all(line.isVisible() for line in sp.cursors)
+    h = win.state_plots.plots["h"]
+    win._on_mouse_state((h.vb.mapViewToScene(QtCore.QPointF(-0.5, 3.5)),))
+    assert "h[unit 3]" in win.readout_text
 
 
 def test_sensor_switch_shows_the_other_sensor(qtbot, window):
@@ -102,33 +127,36 @@ def test_sensor_switch_shows_the_other_sensor(qtbot, window):
     qtbot.waitUntil(lambda: win.state is not None and len(win.state) > 0, timeout=WAIT_MS)
     win.set_paused(True)
     win.force_redraw()
-    x, y = win.signal_plots.amplitude.xData, win.signal_plots.amplitude.yData
+    x = win.signal_plots.amplitude.xData + win.x_origin_s  # plotted relative to the newest sample
+    y = win.signal_plots.amplitude.yData
     hist = win.histories[other].samples
-    idx = np.searchsorted(hist.view("t"), x)
-    assert np.array_equal(hist.view("t")[idx], x)
+    idx = np.searchsorted(hist.view("t"), x - 1e-7)
+    assert np.allclose(hist.view("t")[idx], x, rtol=0, atol=1e-7)
     assert np.array_equal(hist.view("amplitude_db")[idx], y)
     assert win.state.ring.view("t")[-1] <= hist.view("t")[-1] + 1e-9
 
 
-def test_pause_freezes_the_display_and_resume_catches_up(qtbot, window):
+def test_pause_freezes_the_display_and_resume_catches_up(qtbot, window, pipeline):
     win = window
-    qtbot.waitUntil(lambda: n_points(win.signal_plots.causal) > 5, timeout=WAIT_MS)
+    wait_window(qtbot, win, lambda: n_points(win.signal_plots.causal) > 5, pipeline)
     win.pause_button.click()
     assert win.paused
     win.force_redraw()  # a frame with the latest data, then frozen
     frozen_x = np.array(win.signal_plots.amplitude.xData)
+    frozen_origin = win.x_origin_s
     hist = win.histories[win.sensor].samples
     total = hist.total
     qtbot.waitUntil(lambda: hist.total >= total + 10, timeout=WAIT_MS)  # data keeps arriving...
     assert np.array_equal(win.signal_plots.amplitude.xData, frozen_x)  # ...the display does not move
     win.pause_button.click()
     assert not win.paused
-    qtbot.waitUntil(lambda: win.signal_plots.amplitude.xData[-1] > frozen_x[-1], timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: win.x_origin_s > frozen_origin, timeout=WAIT_MS)
 
 
-def test_csv_export_of_the_visible_range(qtbot, window, tmp_path):
+def test_csv_export_of_the_visible_range(qtbot, window, pipeline, tmp_path):
     win = window
-    qtbot.waitUntil(lambda: n_points(win.signal_plots.bidir) > 0 and n_points(win.signal_plots.causal) > 20, timeout=WAIT_MS)
+    wait_window(qtbot, win, lambda: n_points(win.signal_plots.bidir) > 0 and n_points(win.signal_plots.causal) > 20
+                and n_points(win.signal_plots.amplitude) > 40, pipeline)
     win.set_paused(True)
     win.force_redraw()
     path = tmp_path / "export.csv"
@@ -140,7 +168,7 @@ def test_csv_export_of_the_visible_range(qtbot, window, tmp_path):
     assert rows == len(table) > 20
     col = {name: k for k, name in enumerate(MainWindow.CSV_COLUMNS)}
     t = np.array([float(r[col["time_s"]]) for r in table])
-    x0, x1 = win.signal_plots.est.viewRange()[0]
+    x0, x1 = np.array(win.signal_plots.est.viewRange()[0]) + win.x_origin_s
     assert np.all(np.diff(t) > 0) and t[0] >= x0 - 1e-6 and t[-1] <= x1 + 1e-6
     hist = win.histories[win.sensor]
     for r in table[:: max(1, len(table) // 25)]:
@@ -372,3 +400,27 @@ def test_demo_runs_headless_without_a_display(tiny_weights):
     sensor_lines = [line for line in out.splitlines() if line.lstrip().startswith("radar-")]
     assert {line.split()[0] for line in sensor_lines} == {"radar-0", "radar-1"}
     assert any("Hz" in line and "causal" in line for line in sensor_lines)
+
+
+def test_duplicates_are_dropped_and_a_restart_starts_a_fresh_history(qtbot, tiny_weights):
+    from gui.stream import Batch, PredChunk
+
+    win = MainWindow(WindowConfig(), WorkerConfig(receiver=ReceiverConfig(feeds=(), services=()), weights=tiny_weights),
+                     start=False)
+    qtbot.addWidget(win)
+    x = np.ones((10, 2), np.float32)
+
+    def feed(seq0: int, n: int = 10) -> None:
+        ch = _chunk(x[:n], seq0)
+        preds = PredChunk(ch.t_ns, np.full(n, 100.0, np.float32), np.ones(n, np.float32))
+        win.handoff.try_acquire()
+        win.ingest(Batch(0.0 + 1e9, {"a": ch}, {"a": preds}))
+
+    feed(0)
+    feed(5)  # overlaps 5..9: only 10..14 are new
+    hist = win.histories["a"]
+    assert list(hist.samples.view("seq")) == list(range(15)) and len(hist.preds) == 15
+    feed(100_000)  # far ahead: a gap, kept
+    feed(3)  # far back: the sensor restarted
+    assert list(hist.samples.view("seq")) == list(range(3, 13))
+    assert "time went back" in win.event_log.toPlainText()

@@ -27,6 +27,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def cmd_gui(args: argparse.Namespace) -> int:
     from gui.app import GuiOptions, has_display, run_gui
+    from gui.buffers import HistoryConfig
     from gui.replay import ReplayUnavailable, open_replay
     from gui.stream import ReceiverConfig
     from gui.window import WindowConfig
@@ -42,23 +43,56 @@ def cmd_gui(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     feeds = tuple(args.feed or [DEFAULT_FEED])
     services = tuple(args.service or [DEFAULT_SERVICE])
-    controller = None
+    controller = local = None
     if args.replay is not None:
         try:
             controller = open_replay(args.replay)
         except ReplayUnavailable as exc:
             print(f"error: --replay: {exc}", file=sys.stderr)
             return 2
+        except Exception as exc:  # unreadable/torn file: the replay module's own sentence
+            print(f"error: --replay {args.replay}: {exc}", file=sys.stderr)
+            return 2
         feeds = (controller.endpoint,)
         services = (controller.endpoint, *(args.service or []))
+        local = _service_for_recording(args, controller)
+        if local is not None:
+            services = (*services, local.endpoint)
     options = GuiOptions(
-        window=WindowConfig(window_s=args.window, threshold_m=args.threshold),
+        window=WindowConfig(window_s=args.window, threshold_m=args.threshold,
+                            history=HistoryConfig(samples=args.history)),
         worker=WorkerConfig(receiver=ReceiverConfig(feeds=feeds, services=services),
                             weights=Path(args.weights) if args.weights else None),
         screenshot=Path(args.screenshot) if args.screenshot else None,
-        quit_after_s=args.quit_after, size=args.size, sensor=args.sensor,
+        quit_after_s=args.quit_after, size=args.size, sensor=args.sensor, autoplay=not args.paused,
     )
-    return run_gui(options, replay=controller)
+    try:
+        return run_gui(options, replay=controller)
+    finally:
+        if controller is not None and local is not None:
+            local.stop()
+
+
+def _service_for_recording(args: argparse.Namespace, controller):
+    """A recording without predictions (e.g. a raw feed) is run through the causal service here,
+    like the live pipeline; None when it has them, or without weights (then samples only)."""
+    from gui.pipeline import LocalService
+
+    try:
+        from streamer.replay import Recording
+
+        if Recording(args.replay).topics(kinds=["pred"]):
+            return None
+    except Exception:  # cannot tell: show what the recording holds
+        return None
+    try:
+        local = LocalService(controller.endpoint, Path(args.weights) if args.weights else None)
+    except Exception as exc:
+        print(f"note: the recording has no predictions and the causal service could not start ({exc}); "
+              "showing the samples only", file=sys.stderr)
+        return None
+    print(f"the recording has no predictions: running the causal service on it ({local.endpoint})", flush=True)
+    return local
 
 
 def cmd_bench_gui(args: argparse.Namespace) -> int:
@@ -91,9 +125,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="causal model weights for the live h/c/gate view (default: the shipped weights)")
     g.add_argument("--replay", default=None, metavar="FILE.mcap",
                    help="replay a recording with play/pause, speed and seek controls (needs streamer.replay)")
+    g.add_argument("--paused", action="store_true", help="with --replay: open paused at the start (default: play at 1x)")
     g.add_argument("--window", type=_positive, default=60.0, metavar="S", help="scrolling time window in seconds (default 60)")
     g.add_argument("--threshold", type=float, default=50.0, metavar="M",
                    help="shade where |causal - bidirectional| exceeds M metres (default 50)")
+    g.add_argument("--history", type=int, default=32768, metavar="SAMPLES",
+                   help="samples kept per sensor (preallocated; default 32768 = 27 min at 20 Hz). Raise it to "
+                        "show long windows at high rates, e.g. 65536 for 60 s at 1 kHz")
     g.add_argument("--sensor", default=None, metavar="ID", help="sensor to show first (default: the first seen)")
     g.add_argument("--size", type=_size, default=(1600, 1000), metavar="WxH", help="window size (default 1600x1000)")
     g.add_argument("--screenshot", default=None, metavar="FILE.png",
