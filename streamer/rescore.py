@@ -146,16 +146,14 @@ class BidirScorer:
         if backend == "onnx":
             import tempfile
 
-            import onnxruntime as ort
-
-            from streamer.backends.onnx_backend import session_options
+            from streamer.backends.onnx_backend import checked_session
 
             path = base / "bidir.onnx"
             if not path.is_file():
                 from models.export import export_bidir
 
                 path = export_bidir(model, Path(tempfile.mkdtemp(prefix="radarstream-onnx-")) / "bidir.onnx")
-            self._session = ort.InferenceSession(str(path), session_options(1), providers=["CPUExecutionProvider"])
+            self._session = checked_session(path, 1)
         elif backend == "torch":
             self._model = model
         else:

@@ -3,6 +3,11 @@
 One thread owns both sockets (ZeroMQ sockets are not thread-safe). Each loop iteration drains
 every pending message (up to ``max_drain``), decodes them, runs the engine once over the whole
 batch and publishes the results, so the cost per sample falls as load rises.
+
+Around that hot path the service watches its own health (streamer/health.py, docs/reliability.md):
+input lag, silent sensors, connection events from socket monitors (with ZMTP heartbeats), per-sensor
+rate limits and event budgets; and, with ``curve`` set, encrypts and authenticates every socket
+(streamer/security.py).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from streamer import protocol as P
 from streamer.backends.base import StepBackend
 from streamer.engine import Event, Run, StreamEngine, StreamPolicy
 from models.hybrid import OnlineHybrid
+from streamer.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
 from streamer.metrics import DelayedLabelMetrics
 from streamer.rescore import RescoreConfig, Rescorer
+from streamer.security import Curve, CurveConfig, endpoint_mode, exposure_warning, socket_role
 
 log = logging.getLogger("radarstream.serve")
 
@@ -30,6 +37,20 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs µs per c
 
 SERVICE_SENSOR = "_service"
 """Pseudo sensor id of service-wide events (stats, malformed frames without a sensor)."""
+
+BUDGETED_EVENTS = frozenset({"malformed", "duplicate", "peer_refused"})
+"""Event types a hostile or broken peer can trigger once per message: published within the
+``HealthConfig`` event budget, the rest counted and summarised (``events_suppressed``)."""
+
+_QUIET_EVENTS = frozenset({"new_sensor", "stats", "peer_connected", "sensor_back", "lag_cleared",
+                           "allow_list_reloaded", "events_suppressed"})
+"""Published but not logged as warnings (normal life, or summaries of what was logged)."""
+
+SUMMARY_INTERVAL_S = 1.0
+
+SENSOR_LIST_CAP = 100
+"""Most sensors listed by name in one stats message (silent ones, per-sensor counters)."""
+"""Longest time between two summaries (``rate_limited``, ``events_suppressed``)."""
 
 
 def attach(sock: zmq.Socket, endpoint: str, default: str) -> str:
@@ -76,6 +97,11 @@ class ServiceConfig:
     checkpoint_every: int | None = None
     """Publish each sensor's (h, c) on ``state/<sensor>`` once at least this many samples have
     passed since its last checkpoint (at the end of a run), so replay can seek and resume."""
+    health: HealthConfig = HealthConfig()
+    """Lag and silence alarms, heartbeats, reconnection, per-sensor rate limit, event budgets."""
+    curve: CurveConfig | None = None
+    """CurveZMQ keys: binding sockets serve (allow-listed clients only), connecting ones are
+    clients. None: plain TCP (a warning is logged when binding beyond loopback)."""
 
 
 @dataclass
@@ -95,6 +121,12 @@ class ServiceStats:
     """perf_counter_ns of the first message received (throughput benchmarks)."""
     last_pub_ns: int = 0
     """perf_counter_ns after the last prediction was published."""
+    sample_age_ms: deque = field(default_factory=lambda: deque(maxlen=20_000))
+    """Wall clock minus the time of each run's last sample, since the last stats message
+    (meaningful when sensor clocks are synchronised with this host's)."""
+    health: Counter = field(default_factory=Counter)
+    """Service-level counters: lag alarms, silent sensors, rate-limited samples, suppressed
+    events, socket monitor events (``<socket>_<event>``)."""
 
 
 def state_message(engine: StreamEngine, sensor: str, t_ns: int, period_ns: int) -> P.Message:
@@ -130,6 +162,8 @@ class StreamService:
         self.ready = threading.Event()
         self.pub_endpoint: str | None = None
         self.feed_endpoints: list[str] = []
+        self.warnings: list[str] = []
+        """Start-up warnings (exposure without CURVE), also logged."""
         self._stop = threading.Event()
         self._last_log: dict[str, float] = {}
         self._suppressed: Counter = Counter()
@@ -139,11 +173,37 @@ class StreamService:
         self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
         self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx) if config.rescore else None
         self._hybrids: dict[str, OnlineHybrid] = {}
+        h = config.health
+        self.lag = LagMonitor(h.lag_threshold_s, empty_at=time.monotonic())
+        self.silence = SilenceMonitor(h.silence_intervals, h.silence_min_s)
+        self._limiter = (TokenBuckets(h.max_sensor_rate, h.max_sensor_rate * h.sensor_burst_s, config.policy.max_sensors)
+                         if h.max_sensor_rate else None)
+        self._rate_dropped: Counter = Counter()  # sensor -> samples dropped since the last summary
+        self._budget = EventBudget(h.events_per_s_per_key, h.events_per_s_total)
+        self._pause_until = 0.0
+        self._input_current = True  # the input queue was seen empty in this loop iteration
+        self._next_silence_check = 0.0
+        self._next_summary = 0.0
+        self._reload_requested = False
+        self._next_reload_check = 0.0
+        self.curve: Curve | None = None
+        self._bound: list[tuple[zmq.Socket, str]] = []
+        self._monitors: dict[zmq.Socket, str] = {}
 
     # ------------------------------------------------------------ lifecycle
 
     def stop(self) -> None:
         self._stop.set()
+
+    def pause(self, seconds: float) -> None:
+        """Stop reading the input for ``seconds`` while the loop keeps running (timers, alarms):
+        the fault-injection hook of a stalled consumer (tests; the queue fills, then ZeroMQ drops)."""
+        self._pause_until = time.monotonic() + seconds
+
+    def reload_keys(self) -> None:
+        """Re-read the CURVE allow-list at the next loop iteration (SIGHUP in ``serve``); clients no
+        longer listed are disconnected. Thread-safe."""
+        self._reload_requested = True
 
     def start_thread(self) -> threading.Thread:
         """Run in a background thread (tests, demo); waits until the sockets are attached."""
@@ -153,65 +213,155 @@ class StreamService:
             raise RuntimeError("service did not start")
         return th
 
+    def _tune(self, sock: zmq.Socket) -> None:
+        """Heartbeats and reconnection: a hung peer is dropped and a returning one re-joined."""
+        h = self.config.health
+        if h.heartbeat_ivl_ms > 0:
+            sock.setsockopt(zmq.HEARTBEAT_IVL, h.heartbeat_ivl_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, h.heartbeat_timeout)
+            sock.setsockopt(zmq.HEARTBEAT_TTL, min(h.heartbeat_timeout + h.heartbeat_ivl_ms, 6_553_500))
+        sock.setsockopt(zmq.RECONNECT_IVL, h.reconnect_ivl_ms)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 0)
+
+    def _attach(self, sock: zmq.Socket, endpoints: tuple[str, ...], default: str) -> list[str]:
+        curve = self.config.curve is not None
+        for ep in endpoints:
+            warning = exposure_warning(ep, default, curve)
+            if warning is not None:
+                self.warnings.append(warning)
+                log.warning("%s", warning)
+        if self.curve is not None:
+            self.curve.secure(sock, socket_role(endpoints, default))
+        self._monitors[sock.get_monitor_socket()] = "feed" if sock.type == zmq.SUB else "pub"
+        out = []
+        for ep in endpoints:
+            resolved = attach(sock, ep, default)
+            if endpoint_mode(ep, default)[0] == "bind":
+                self._bound.append((sock, resolved))
+            out.append(resolved)
+        return out
+
     def _open(self) -> tuple[zmq.Socket, zmq.Socket]:
         cfg = self.config
+        if cfg.curve is not None and self.curve is None:
+            self.curve = Curve(cfg.curve, self.ctx, log_interval_s=cfg.log_interval_s)
         sub = self.ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.RCVHWM, cfg.rcvhwm)
-        sub.setsockopt(zmq.MAXMSGSIZE, P.max_block_size(cfg.max_samples_per_message) * 2 + 4096)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, P.topic_prefix(P.Kind.SAMPLES))
-        sub.setsockopt(zmq.SUBSCRIBE, P.topic_prefix(P.Kind.EVENT))
-        self.feed_endpoints = [attach(sub, f, "connect") for f in cfg.feeds]
-        pub = self.ctx.socket(zmq.PUB)
-        pub.setsockopt(zmq.SNDHWM, cfg.sndhwm)
-        pub.setsockopt(zmq.LINGER, 500)
-        self.pub_endpoint = attach(pub, cfg.pub, "bind")
+        pub = None
+        try:
+            sub.setsockopt(zmq.RCVHWM, cfg.rcvhwm)
+            sub.setsockopt(zmq.MAXMSGSIZE, P.max_block_size(cfg.max_samples_per_message) * 2 + 4096)
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.SUBSCRIBE, P.topic_prefix(P.Kind.SAMPLES))
+            sub.setsockopt(zmq.SUBSCRIBE, P.topic_prefix(P.Kind.EVENT))
+            self._tune(sub)
+            self.feed_endpoints = self._attach(sub, tuple(cfg.feeds), "connect")
+            pub = self.ctx.socket(zmq.PUB)
+            pub.setsockopt(zmq.SNDHWM, cfg.sndhwm)
+            pub.setsockopt(zmq.LINGER, 500)
+            self._tune(pub)
+            self.pub_endpoint = self._attach(pub, (cfg.pub,), "bind")[0]
+        except BaseException:  # a bad endpoint or key: leave no socket open (the context must term)
+            self._close_monitors()
+            for sock in (sub, pub):
+                if sock is not None:
+                    sock.close(0)
+            raise
         return sub, pub
 
     def run(self) -> None:
-        sub, pub = self._open()
+        try:
+            sub, pub = self._open()
+        except BaseException:
+            self._close_monitors()
+            if self.curve is not None:
+                self.curve.stop()
+            raise
         poller = zmq.Poller()
         poller.register(sub, zmq.POLLIN)
+        paused_poller = zmq.Poller()  # the same without the input, while paused
+        for mon in self._monitors:
+            poller.register(mon, zmq.POLLIN)
+            paused_poller.register(mon, zmq.POLLIN)
         results = None
         if self.rescorer is not None:
             results = self.rescorer.bind_results()
             poller.register(results, zmq.POLLIN)
+            paused_poller.register(results, zmq.POLLIN)
             self.rescorer.start()
-        log.info("serving %s: feeds %s -> pub %s", self.backend.describe(), self.feed_endpoints, self.pub_endpoint)
+        log.info("serving %s: feeds %s -> pub %s%s", self.backend.describe(), self.feed_endpoints, self.pub_endpoint,
+                 " (CURVE)" if self.curve is not None else "")
+        self.lag.emptied(time.monotonic())
         self.ready.set()
         try:
             while not self._stop.is_set():
-                ready = dict(poller.poll(self.config.poll_ms))
+                now = time.monotonic()
+                paused = now < self._pause_until
+                timeout = self.config.poll_ms if not paused else max(1, min(self.config.poll_ms, 50))
+                ready = dict((paused_poller if paused else poller).poll(timeout))
                 try:
                     if results is not None and results in ready:
                         self._forward_rescores(results, pub)
-                    if sub in ready:
-                        self._drain_once(sub, pub)
+                    for mon, name in self._monitors.items():
+                        if mon in ready:
+                            self._on_monitor(mon, name, pub)
+                    now = time.monotonic()
+                    if paused:
+                        self._input_current = not (sub.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+                        self._lag_check(pub, now, emptied_at=now if self._input_current else None)
+                    elif sub in ready:
+                        self._lag_check(pub, now, emptied_at=None)  # input waiting since the queue was last empty
+                        emptied_at = self._drain_once(sub, pub)
+                        self._input_current = emptied_at is not None
+                        if emptied_at is not None:
+                            self._lag_check(pub, emptied_at, emptied_at=emptied_at)
+                    else:
+                        self._input_current = True
+                        self._lag_check(pub, now, emptied_at=now)
+                    self._housekeeping(pub, time.monotonic())
                 except Exception:  # a bug must cost one batch, not the service
                     self.stats.decode_errors["internal_error"] += 1
                     log.exception("internal error while processing a batch (dropped, continuing)")
                 now = time.monotonic()
                 if now - self.stats.last_emit >= self.config.stats_interval_s:
-                    self._emit_stats(pub, now)
+                    try:
+                        self._emit_stats(pub, now)
+                    except Exception:  # stats must never stop the service
+                        self.stats.last_emit = now
+                        self.stats.decode_errors["internal_error"] += 1
+                        log.exception("internal error while publishing stats (skipped, continuing)")
         finally:
             if self.rescorer is not None:
                 self.rescorer.stop()
                 self._forward_rescores(results, pub)
                 results.close(0)
+            self._close_monitors()
             sub.close(0)
             pub.close()
+            if self.curve is not None:
+                self.curve.stop()
             log.info("stopped: %s", dict(self.engine.counters))
+
+    def _close_monitors(self) -> None:
+        for mon in self._monitors:
+            mon.close(0)
+        self._monitors = {}
 
     # ------------------------------------------------------------ hot path
 
-    def _drain_once(self, sub: zmq.Socket, pub: zmq.Socket) -> None:
+    def _drain_once(self, sub: zmq.Socket, pub: zmq.Socket) -> float | None:
+        """Receive up to ``max_drain`` messages, run them, publish. Returns the monotonic time at
+        which the input queue was found empty, or None if the drain stopped at ``max_drain``."""
         items: list[tuple[str, P.Block, int]] = []
         events: list[Event] = []
+        seen: dict[str, P.Block] = {}  # last samples block of each sensor (silence monitor)
         cfg = self.config
+        limiter = self._limiter
+        emptied_at = None
         for _ in range(cfg.max_drain):
             try:
                 frames = sub.recv_multipart(_NOBLOCK)
             except zmq.Again:
+                emptied_at = time.monotonic()
                 break
             recv_ns = time.perf_counter_ns()
             if self.stats.first_recv_ns is None:
@@ -222,23 +372,45 @@ class StreamService:
                 events.append(self._bad_input(msg))
                 continue
             if msg.kind is P.Kind.SAMPLES:
+                if limiter is not None and not limiter.take(msg.sensor, msg.block.count, recv_ns * 1e-9):
+                    self._rate_dropped[msg.sensor] += msg.block.count
+                    self.stats.health["rate_limited"] += msg.block.count
+                    continue
                 items.append((msg.sensor, msg.block, recv_ns, msg.truth))
+                seen[msg.sensor] = msg.block
             elif msg.kind is P.Kind.EVENT and (msg.meta or {}).get("type") == "reset":
                 items.append((msg.sensor, None, recv_ns))  # ordered with the samples around it
         runs: list[Run] = []
         if items:
             runs, engine_events = self.engine.process(items)
-            events.extend(engine_events)
+            self._attribute(events)
+            events = self._seen(seen) + events + engine_events
+        elif events:
+            self._attribute(events)
+        if runs and self.rescorer is not None:
+            # before publishing (a non-blocking queue put): once a consumer holds a prediction, the
+            # stats already count the windows it completed, queued or dropped
+            self.rescorer.submit(runs)
         self._publish(pub, runs, events)
         if runs:
-            if self.rescorer is not None:
-                self.rescorer.submit(runs)
             if self.metrics is not None:
                 for run in runs:
                     if run.truth is not None:
                         self.metrics.observe(run)
             if self.on_runs is not None:
                 self.on_runs(runs)
+        return emptied_at
+
+    def _seen(self, seen: dict[str, P.Block]) -> list[Event]:
+        """Feed the silence monitor; ``sensor_back`` events for sensors that were silent."""
+        sensors = self.engine.sensors
+        names = [s for s in seen if s in sensors]  # refused by the engine (sensor limit): not tracked
+        intervals = [seen[s].count * seen[s].period_ns * 1e-9 for s in names]
+        out = []
+        for sensor, silent_s in self.silence.seen(names, intervals, time.monotonic()):
+            self.stats.health["sensor_back"] += 1
+            out.append(Event(sensor, "sensor_back", seen[sensor].seq, {"silent_s": round(silent_s, 3)}))
+        return out
 
     def _hybrid(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
         """Classical and hybrid estimates of a run (see models/hybrid.py for the rule)."""
@@ -247,7 +419,8 @@ class StreamService:
             hyb = self._hybrids[run.sensor] = OnlineHybrid()
         elif run.reset_before:
             hyb.reset()
-        t_s = (run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.float64)) * 1e-9
+        # integer ns first: float64 cannot hold a wall-clock ns timestamp exactly (ulp 256 ns)
+        t_s = (run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.int64)) * 1e-9
         try:
             return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
         except ValueError:  # times went backwards without a reset (bad sensor clock): start over
@@ -267,19 +440,31 @@ class StreamService:
                 if isinstance(msg, P.Message):
                     self.metrics.observe_rescore(msg.sensor, msg.block.seq, msg.block.data[:, 0])
 
-    def _publish(self, pub: zmq.Socket, runs: list[Run], events: list[Event]) -> None:
-        # events first: a reset or gap precedes the predictions it concerns
+    def _send_events(self, pub: zmq.Socket, events: list[Event]) -> None:
+        """Publish events (within the budget for the noisy types) and log the notable ones."""
+        if not events:
+            return
         now_ns = time.time_ns()
+        now = time.monotonic()
+        budget = self._budget
         for ev in events:
+            if ev.type in BUDGETED_EVENTS and not budget.allow(ev.sensor, ev.type, now):
+                continue
             st = self.engine.sensors.get(ev.sensor)
             epoch = st.epoch if st is not None else self._epoch
             msg = P.make_event(ev.sensor, ev.type, epoch=epoch, seq=max(ev.seq, 0), t_ns=now_ns, **ev.fields)
             pub.send_multipart(P.encode_message(msg), copy=False)
-            if ev.type not in ("new_sensor", "stats"):
+            if ev.type not in _QUIET_EVENTS:
                 self._log_limited(ev.type, "%s %s seq=%d %s", ev.type, ev.sensor, ev.seq, ev.fields)
+
+    def _publish(self, pub: zmq.Socket, runs: list[Run], events: list[Event]) -> None:
+        # events first: a reset or gap precedes the predictions it concerns
+        self._send_events(pub, events)
         r_max = self.backend.r_max_m
         lat_window = self.stats.latencies_us
         channels = P.PRED_CHANNELS + (2 if self.config.hybrid else 0)
+        wall_ns = time.time_ns() if runs else 0
+        ages = self.stats.sample_age_ms
         for run in runs:
             t = run.y.shape[0]
             data = np.empty((t, channels), np.float32)
@@ -292,12 +477,112 @@ class StreamService:
             block = P.Block(P.Kind.PRED, run.epoch, run.seq, run.t0_ns, run.period_ns, data)
             pub.send_multipart([P.topic(P.Kind.PRED, run.sensor), P.encode_block(block)], copy=False)
             lat_window.extend(lat.tolist() if t < 64 else lat[:: max(1, t // 64)].tolist())
+            ages.append((wall_ns - run.t0_ns - (t - 1) * run.period_ns) * 1e-6)
             self.stats.samples += t
             self.stats.preds += 1
         if runs:
             self.stats.last_pub_ns = time.perf_counter_ns()
         if self.config.checkpoint_every:
             self._checkpoint(pub, runs)
+
+    # ------------------------------------------------------------ health
+
+    def _lag_check(self, pub: zmq.Socket, now: float, *, emptied_at: float | None) -> None:
+        """``lag`` when input may have waited past the threshold, ``lag_cleared`` once drained."""
+        if emptied_at is not None:
+            fields = self.lag.emptied(emptied_at)
+            if fields is not None:
+                self.stats.health["lag_cleared"] += 1
+                self._send_events(pub, [Event(SERVICE_SENSOR, "lag_cleared", 0, fields)])
+            return
+        fields = self.lag.pending(now)
+        if fields is not None:
+            self.stats.health["lag"] += 1
+            self._send_events(pub, [Event(SERVICE_SENSOR, "lag", 0, fields)])
+
+    def _on_monitor(self, mon: zmq.Socket, name: str, pub: zmq.Socket) -> None:
+        """Socket monitor events: connections made, lost (heartbeat timeouts too) and refused."""
+        events = []
+        while True:
+            try:
+                frames = mon.recv_multipart(_NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                ev = parse_monitor(name, frames)
+            except (ValueError, KeyError, IndexError):
+                continue
+            self.stats.health[f"{name}_{ev.name}"] += 1
+            kind = ev.published_type
+            if kind is None:
+                continue
+            fields = {"socket": name, "endpoint": ev.endpoint}
+            if kind == "peer_refused":
+                fields.update(reason=ev.name, detail=ev.detail)
+            events.append(Event(SERVICE_SENSOR, kind, 0, fields))
+        self._send_events(pub, events)
+
+    def _housekeeping(self, pub: zmq.Socket, now: float) -> None:
+        """Silence checks, allow-list reloads and periodic summaries (between drains)."""
+        h = self.config.health
+        events: list[Event] = []
+        if self._input_current and now >= self._next_silence_check:
+            # only with the queue seen empty: a backlog (or a pause) is not the sensors' silence
+            self._next_silence_check = now + h.check_interval_s
+            for sensor, quiet_s, limit_s in self.silence.check(now):
+                self.stats.health["sensor_silent"] += 1
+                st = self.engine.sensors.get(sensor)
+                seq = st.next_seq if st is not None else 0
+                events.append(Event(sensor, "sensor_silent", seq, {"silent_s": round(quiet_s, 3),
+                                                                    "threshold_s": round(limit_s, 3), "next_seq": seq}))
+        auth = self.curve.authenticator if self.curve is not None else None
+        if auth is not None:
+            due = self.config.curve.reload_interval_s > 0 and now >= self._next_reload_check
+            if due:
+                self._next_reload_check = now + self.config.curve.reload_interval_s
+            if self._reload_requested or (due and auth.changed()):
+                self._reload_requested = False
+                added, removed = auth.reload()
+                rebound = self._rebind() if removed else 0
+                self.stats.health["allow_list_reloads"] += 1
+                events.append(Event(SERVICE_SENSOR, "allow_list_reloaded", 0, {
+                    "keys": len(auth.keys), "added": len(added), "removed": len(removed), "rebound": rebound}))
+        if now >= self._next_summary:
+            self._next_summary = now + min(self.config.stats_interval_s, SUMMARY_INTERVAL_S)
+            events.extend(self._summaries())
+        self._send_events(pub, events)
+
+    def _summaries(self) -> list[Event]:
+        out = []
+        rate = self.config.health.max_sensor_rate
+        for sensor, n in sorted(self._rate_dropped.items()):
+            st = self.engine.sensors.get(sensor)
+            out.append(Event(sensor, "rate_limited", st.next_seq if st is not None else 0,
+                             {"samples": n, "max_rate": rate, "action": "drop"}))
+        self._rate_dropped.clear()
+        suppressed = self._budget.take_summary()
+        if suppressed:
+            self.stats.health["events_suppressed"] += sum(suppressed.values())
+            out.append(Event(SERVICE_SENSOR, "events_suppressed", 0, {"by_type": suppressed}))
+        return out
+
+    def _rebind(self) -> int:
+        """Unbind and re-bind every bound endpoint: libzmq then drops the connections accepted
+        there, so every peer must authenticate again against the reloaded allow-list."""
+        for sock, endpoint in self._bound:
+            sock.unbind(endpoint)
+            deadline = time.monotonic() + 2.0
+            while True:
+                try:
+                    sock.bind(endpoint)
+                    break
+                except zmq.ZMQError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+        log.warning("allow-list shrank: re-bound %d endpoint(s) so that every client authenticates again",
+                    len(self._bound))
+        return len(self._bound)
 
     def _checkpoint(self, pub: zmq.Socket, runs: list[Run]) -> None:
         every = self.config.checkpoint_every
@@ -315,10 +600,17 @@ class StreamService:
         reason = err.reason.value if hasattr(err.reason, "value") else str(err.reason)
         self.stats.decode_errors[reason] += 1
         sensor = err.sensor if err.sensor and P.is_valid_sensor(err.sensor) else SERVICE_SENSOR
-        st = self.engine.sensors.get(sensor)
-        if st is not None:
-            st.counters[f"malformed_{reason}"] += 1
         return Event(sensor, "malformed", 0, {"reason": reason, "detail": err.detail[:200]})
+
+    def _attribute(self, events: list[Event]) -> None:
+        """Per-sensor ``malformed_<reason>`` counters, after the engine has admitted this drain's
+        samples: a sensor whose first valid message shares the drain is known by then."""
+        sensors = self.engine.sensors
+        for ev in events:
+            if ev.type == "malformed":
+                st = sensors.get(ev.sensor)
+                if st is not None:
+                    st.counters[f"malformed_{ev.fields['reason']}"] += 1
 
     def _log_limited(self, key: str, fmt: str, *args) -> None:
         now = time.monotonic()
@@ -336,6 +628,8 @@ class StreamService:
         dt = max(now - s.last_emit, 1e-9)
         lat = np.fromiter(s.latencies_us, np.float64, len(s.latencies_us))
         pct = (lambda q: round(float(np.percentile(lat, q)), 1)) if lat.size else (lambda q: None)
+        ages = np.fromiter(s.sample_age_ms, np.float64, len(s.sample_age_ms))
+        age = (lambda q: round(float(np.percentile(ages, q)), 1)) if ages.size else (lambda q: None)
         return {
             "type": "stats",
             "interval_s": round(dt, 3),
@@ -349,15 +643,49 @@ class StreamService:
             "counters": dict(self.engine.counters),
             "decode_errors": dict(s.decode_errors),
             "backend": self.backend.name,
+            "health": self._health_snapshot(now),
+            "sample_age_ms": {"p50": age(50), "max": round(float(ages.max()), 1) if ages.size else None},
+            "sensor_counters": self._sensor_counters(),
             **({"rescore": self.rescorer.snapshot()} if self.rescorer is not None else {}),
             **({"quality": self.metrics.snapshot()} if self.metrics is not None else {}),
         }
+
+    def _health_snapshot(self, now: float) -> dict:
+        lag = self.lag
+        silent = self.silence.silent()
+        out = {
+            "lag": {"backlog_s": round(lag.backlog(now, not self._input_current), 3),
+                    "max_backlog_s": round(lag.max_backlog_s, 3), "alarm": lag.in_alarm,
+                    "threshold_s": lag.threshold_s},
+            "silent_sensors": len(silent),
+            "silent": silent[:SENSOR_LIST_CAP],
+            "counters": dict(self.stats.health),
+        }
+        auth = self.curve.authenticator if self.curve is not None else None
+        if self.curve is not None:
+            out["curve"] = {"allow_list_keys": len(auth.keys) if auth else None,
+                            "handshakes_allowed": auth.allowed if auth else None,
+                            "handshakes_denied": auth.denied if auth else None}
+        return out
+
+    def _sensor_counters(self) -> dict[str, dict[str, int]]:
+        """Per-sensor counters of the sensors that had anything beyond plain samples (the most
+        affected first, at most SENSOR_LIST_CAP of them)."""
+        rows = []
+        for sensor, st in self.engine.sensors.items():
+            issues = sum(v for k, v in st.counters.items() if k not in ("samples", "new_sensor"))
+            if issues:
+                rows.append((-issues, sensor, dict(st.counters)))
+        rows.sort()
+        return {sensor: c for _, sensor, c in rows[:SENSOR_LIST_CAP]}
 
     def _emit_stats(self, pub: zmq.Socket, now: float) -> None:
         body = self.snapshot(now)
         s = self.stats
         s.last_emit, s.last_samples, s.last_messages = now, s.samples, s.messages
         s.latencies_us.clear()
+        s.sample_age_ms.clear()
+        self.lag.max_backlog_s = 0.0
         msg = P.make_event(SERVICE_SENSOR, "stats", epoch=self._epoch, seq=0, t_ns=time.time_ns(),
                            **{k: v for k, v in body.items() if k != "type"})
         pub.send_multipart(P.encode_message(msg), copy=False)

@@ -49,3 +49,10 @@ def test_train_then_export_then_bench_quality(tmp_path):
 def test_missing_weights_give_a_clear_error(tmp_path, capsys):
     assert main(["export", "--weights", str(tmp_path)]) == 2
     assert "no weights" in capsys.readouterr().err
+
+
+def test_explain_method_names_match_the_attribution_layer():
+    from models.attribution import METHODS
+    from tools.cmd_explain import METHOD_NAMES
+
+    assert tuple(METHOD_NAMES) == tuple(METHODS)

@@ -32,6 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss,
             manoeuvre_prob=args.manoeuvre_prob, max_minutes=args.max_minutes, pooling=args.pooling,
             tbptt=args.tbptt if kind == "causal" else None, patience=args.patience,
+            init_from=args.init_from,
         )
         meta = train(recipe, args.out, progress=not args.quiet)
         print(f"{kind}: validation MAE {meta['validation']['mae_m']:.1f} m "
@@ -73,10 +74,21 @@ def _setup_logging(verbose: bool) -> None:
     )
 
 
+def _curve_config(args: argparse.Namespace):
+    """``--curve-keys DIR`` (and ``--curve-client NAME``) as a CurveConfig, or None."""
+    if getattr(args, "curve_keys", None) is None:
+        return None
+    from streamer.security import CurveConfig
+
+    return CurveConfig(keys_dir=args.curve_keys, client=args.curve_client)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from streamer.backends import make_backend
     from streamer.engine import StreamPolicy
+    from streamer.health import HealthConfig
     from streamer.rescore import RescoreConfig
+    from streamer.security import SecurityError
     from streamer.service import ServiceConfig, StreamService
 
     _setup_logging(args.verbose)
@@ -89,10 +101,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         hybrid=not args.no_hybrid,
         rescore=RescoreConfig(window=args.window, hop=args.hop, threshold_m=args.threshold_m,
                               backend=args.backend) if args.rescore else None,
+        health=HealthConfig(lag_threshold_s=args.lag_threshold, max_sensor_rate=args.max_sensor_rate,
+                            heartbeat_ivl_ms=args.heartbeat_ivl),
+        curve=_curve_config(args),
     )
     service = StreamService(cfg, backend, weights_dir=args.weights)
     _install_signal_stop(service.stop)
-    service.run()
+    import signal
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: service.reload_keys())  # re-read the CURVE allow-list
+    try:
+        service.run()
+    except SecurityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -130,10 +153,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"wrote {res.messages} messages ({res.samples} samples, {args.sensors} sensor(s), "
               f"{res.duration_s:g} s, epoch {res.epoch}) -> {res.path}")
         return 0
+    from streamer.security import Curve, SecurityError, exposure_warning, socket_role
+
     feed = SimulatedFeed(feed_cfg)
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, 1_000_000)
+    curve_cfg = _curve_config(args)
+    warning = exposure_warning(args.pub, "bind", curve_cfg is not None)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    curve = None
+    if curve_cfg is not None:
+        try:
+            curve = Curve(curve_cfg, ctx)
+            curve.secure(sock, socket_role([args.pub], "bind"))
+        except SecurityError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     endpoint = attach(sock, args.pub, "bind")
     stop = threading.Event()
     _install_signal_stop(stop.set)
@@ -142,6 +179,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sent = publish(feed, sock, stop)
     print(f"sent {sent} messages ({feed.seq} samples per sensor)", flush=True)
     sock.close(linger=2000)
+    if curve is not None:
+        curve.stop()
     return 0
 
 
@@ -205,6 +244,15 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ parser
 
 
+def _add_curve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--curve-keys", default=None, metavar="DIR",
+                   help="CurveZMQ encryption + authentication with the keys of `radarstream keys DIR`: "
+                        "binding sockets admit only the clients in DIR/authorized_clients (SIGHUP or "
+                        "any change there reloads it), connecting sockets use the client key")
+    p.add_argument("--curve-client", default="client", metavar="NAME",
+                   help="client keypair (DIR/NAME.key_secret) used when connecting (default: client)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="radarstream",
@@ -227,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--manoeuvre-prob", type=float, default=0.0, help="share of manoeuvring passes in training")
     t.add_argument("--tbptt", type=int, default=None, metavar="K",
                    help="causal: treat each window as a long stream, state carried over chunks of K steps")
+    t.add_argument("--init-from", default=None, metavar="DIR", help="fine-tune: start from the weights in DIR")
     t.add_argument("--patience", type=int, default=5, help="epochs without validation gain before stopping")
     t.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     t.add_argument("--threads", type=int, default=2, help="torch threads for training")
@@ -259,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--threshold-m", type=float, default=50.0, help="disagreement threshold in metres (default 50)")
     sv.add_argument("--no-hybrid", action="store_true",
                     help="do not run the classical CPA fit beside the LSTM (pred then has 3 channels, not 5)")
+    sv.add_argument("--lag-threshold", type=float, default=0.5, metavar="S",
+                    help="publish a 'lag' event when input may have waited longer than this (default 0.5)")
+    sv.add_argument("--max-sensor-rate", type=float, default=None, metavar="HZ",
+                    help="drop (and count) a sensor's samples beyond this rate: one flooding sensor cannot "
+                         "starve the others (default: unlimited)")
+    sv.add_argument("--heartbeat-ivl", type=int, default=1000, metavar="MS",
+                    help="ZMTP heartbeat interval; a hung peer is dropped after 3 intervals (0: off; default 1000)")
+    _add_curve_arguments(sv)
     sv.add_argument("-v", "--verbose", action="store_true")
     sv.set_defaults(func=cmd_serve)
 
@@ -275,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--out", default=None, metavar="FILE.mcap",
                     help="write an MCAP recording instead of publishing: no sockets, as fast as the "
                          "simulator goes, sample times as log times (needs --duration)")
+    _add_curve_arguments(sm)
     sm.set_defaults(func=cmd_simulate)
 
     b = sub.add_parser("bench", help="benchmarks; they write their tables to docs/benchmarks.md")

@@ -699,8 +699,13 @@ def _add_method_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+METHOD_NAMES = ("saliency", "ig", "occlusion", "ablation", "lime", "shap", "attention", "state", "gates")
+"""``models.attribution.METHODS``, spelled out so that building the parser (every ``radarstream``
+command does) does not import torch and captum (tested equal)."""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    from models.attribution import METHODS
+    METHODS = METHOD_NAMES  # noqa: N806
 
     p = sub.add_parser(
         "explain", help="explain one window: attribution (Captum), attention, LSTM state and gates, as PNG + JSON + NPZ",

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models.bundle import load_model, shipped_weights_dir
+from models.weights import check_onnx_file
 from streamer.backends.base import StepBackend
 
 
@@ -23,11 +24,19 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
     return so
 
 
+def checked_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
+    """An InferenceSession of a model that passed :func:`models.weights.check_onnx_file` (for
+    every ONNX file this project opens, the bidirectional re-scorer's included)."""
+    check_onnx_file(path)
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+
+
 class OnnxBackend(StepBackend):
     name = "onnx"
 
     def __init__(self, onnx_path: str | Path, *, r_max_m: float, threads: int = 1, max_cached_shapes: int = 64):
         self.path = Path(onnx_path)
+        check_onnx_file(self.path)  # external data outside the model's folder: refused first
         self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=["CPUExecutionProvider"])
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         if set(shapes) != {"x", "h0", "c0"}:
