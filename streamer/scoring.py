@@ -1,0 +1,357 @@
+"""Offline scoring: run recorded or simulated samples through the same engine as ``serve``.
+
+``score_messages`` feeds decoded samples blocks, in their recorded order, to a
+:class:`~streamer.engine.StreamEngine` over the same backend the service uses (so gaps, epochs,
+duplicates and restarts are handled exactly as live), then adds per sample the classical and
+hybrid estimates (as ``serve`` computes them, see ``StreamService._hybrid``) and the bidirectional
+re-score (windows cut by the same :class:`~streamer.rescore.WindowAssembler` as ``serve
+--rescore``; each sample takes the estimate of the *last* window covering it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from streamer import protocol as P
+
+BASE_COLUMNS = ("sensor", "seq", "time_ns", "amplitude", "distance", "causal", "causal_m", "bidir",
+                "classical", "hybrid")
+TRUTH_COLUMNS = ("dmin_m", "in_encounter", "true_range_m")
+ESTIMATES = ("causal", "bidir", "classical", "hybrid")
+
+
+@dataclass
+class _RunRows:
+    """Per-sample outputs of one engine run (filled in place; bidir arrives later)."""
+
+    sensor: str
+    seq: int
+    time_ns: np.ndarray  # int64 [T]
+    x: np.ndarray  # [T, 2]
+    causal: np.ndarray  # float32 [T]
+    classical: np.ndarray  # [T]
+    hybrid: np.ndarray  # [T]
+    truth: np.ndarray | None  # [T, 4]
+    bidir: np.ndarray  # float32 [T], NaN until a window covers the sample
+
+
+@dataclass
+class _Segment:
+    """The runs of a sensor's current contiguous stretch (what the assembler is buffering)."""
+
+    epoch: int
+    end_seq: int
+    runs: list[tuple[int, _RunRows]] = field(default_factory=list)  # (first seq, rows)
+
+
+@dataclass
+class ScoreResult:
+    columns: dict[str, np.ndarray]
+    """Column name -> array (one entry per sample); see :data:`BASE_COLUMNS`/:data:`TRUTH_COLUMNS`."""
+    r_max_m: float
+    has_truth: bool
+    messages: int = 0
+    rejected: int = 0
+    counters: Counter = field(default_factory=Counter)  # engine counters (duplicate, gap, ...)
+
+    @property
+    def rows(self) -> int:
+        return int(self.columns["seq"].shape[0])
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per sensor: samples, encounters and (with truth) MAE in metres over in-encounter samples."""
+        cols = self.columns
+        out = []
+        sensors = cols["sensor"]
+        for s in dict.fromkeys(sensors.tolist()):
+            m = sensors == s
+            row: dict[str, Any] = {"sensor": s, "samples": int(m.sum()), "encounters": None}
+            if self.has_truth:
+                inside = cols["in_encounter"][m] > 0.5
+                inside_f = np.nan_to_num(cols["in_encounter"][m]) > 0.5
+                row["encounters"] = int(np.count_nonzero(np.diff(np.concatenate([[0], inside_f.astype(np.int8)])) == 1))
+                truth_m = cols["dmin_m"][m]
+                for name in ESTIMATES:
+                    est = cols[name][m].astype(np.float64) * self.r_max_m
+                    ok = inside & np.isfinite(est) & np.isfinite(truth_m)
+                    row[f"mae_{name}"] = float(np.mean(np.abs(est[ok] - truth_m[ok]))) if ok.any() else None
+            out.append(row)
+        return out
+
+
+class ScoreError(RuntimeError):
+    """A user-facing failure (bad input, missing dependency)."""
+
+
+def score_messages(
+    frames_iter: Iterable[Sequence[Any]],
+    backend: Any,
+    *,
+    weights_dir: str | Path | None = None,
+    bidir_backend: str = "onnx",
+    window: int = 512,
+    hop: int = 256,
+    max_gap: int = 100,
+    drain: int = 512,
+    progress: Callable[[int], None] | None = None,
+) -> ScoreResult:
+    """Score multipart messages (``[topic, samples block, truth block?]``, as on the wire) in order.
+
+    ``backend`` is a causal :class:`~streamer.backends.base.StepBackend` (``make_backend``).
+    Messages are fed to the engine in batches of ``drain`` (as the service drains its socket; the
+    engine's output does not depend on the split). Messages that do not decode, or are not
+    samples, are skipped (``rejected``)."""
+    from models.hybrid import OnlineHybrid
+    from streamer.engine import StreamEngine, StreamPolicy
+    from streamer.rescore import WindowAssembler
+
+    if window < 2 or not 0 < hop <= window:
+        raise ScoreError("need --window >= 2 and 0 < --hop <= --window")
+    engine = StreamEngine(backend, StreamPolicy(max_gap=max_gap))
+    r_max = float(backend.r_max_m)
+    assembler = WindowAssembler(window, hop)
+    hybrids: dict[str, OnlineHybrid] = {}
+    segments: dict[str, _Segment] = {}
+    rows: list[_RunRows] = []
+    pending: list[tuple[Any, list[tuple[np.ndarray, slice, slice]]]] = []  # windows to score, with targets
+    scorer: list[Any] = []  # created on the first window (loading the bidir model costs)
+    has_truth = False
+    messages = rejected = 0
+
+    def classical(run) -> tuple[np.ndarray, np.ndarray]:  # StreamService._hybrid, verbatim rule
+        hyb = hybrids.get(run.sensor)
+        if hyb is None:
+            hyb = hybrids[run.sensor] = OnlineHybrid()
+        elif run.reset_before:
+            hyb.reset()
+        t_s = (run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.int64)) * 1e-9
+        try:
+            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
+        except ValueError:
+            hyb.reset()
+            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
+
+    def flush_windows() -> None:
+        if not pending:
+            return
+        if not scorer:
+            from streamer.rescore import BidirScorer
+
+            scorer.append(BidirScorer(weights_dir, bidir_backend))
+        for k in range(0, len(pending), 32):
+            part = pending[k : k + 32]
+            y = scorer[0].score(np.stack([w.x for w, _ in part]))
+            for (_, targets), yw in zip(part, y):  # in emission order: the last window wins
+                for dst, dsl, ssl in targets:
+                    dst[dsl] = yw[ssl]
+        pending.clear()
+
+    def on_runs(runs) -> None:
+        nonlocal has_truth
+        for run in runs:
+            t = run.y.shape[0]
+            c, h = classical(run)
+            truth = None if run.truth is None else np.asarray(run.truth, np.float64)
+            has_truth = has_truth or truth is not None
+            rr = _RunRows(run.sensor, run.seq,
+                          run.t0_ns + run.period_ns * np.arange(t, dtype=np.int64),
+                          np.asarray(run.x, np.float32), np.asarray(run.y, np.float32),
+                          np.asarray(c, np.float64), np.asarray(h, np.float64), truth,
+                          np.full(t, np.nan, np.float32))
+            rows.append(rr)
+            seg = segments.get(run.sensor)
+            if seg is None or run.reset_before or seg.epoch != run.epoch or seg.end_seq != run.seq:
+                seg = segments[run.sensor] = _Segment(run.epoch, run.seq)  # same rule as the assembler
+            seg.runs.append((run.seq, rr))
+            seg.end_seq = run.seq + t
+            for w in assembler.add(run):
+                lo, hi = w.seq, w.seq + w.x.shape[0]
+                targets = []
+                for first, r in seg.runs:
+                    a, b = max(lo, first), min(hi, first + r.causal.shape[0])
+                    if a < b:
+                        targets.append((r.bidir, slice(a - first, b - first), slice(a - lo, b - lo)))
+                pending.append((w, targets))
+            if seg.runs:  # drop runs that no future window (starting at >= next start) can cover
+                nxt = assembler._buf[run.sensor].next_window if run.sensor in assembler._buf else seg.end_seq
+                seg.runs = [(f, r) for f, r in seg.runs if f + r.causal.shape[0] > nxt]
+        if len(pending) >= 32:
+            flush_windows()
+
+    items: list[tuple] = []
+    for frames in frames_iter:
+        messages += 1
+        msg = P.decode_message(frames)
+        if isinstance(msg, P.DecodeError) or msg.kind is not P.Kind.SAMPLES:
+            rejected += 1
+        else:
+            items.append((msg.sensor, msg.block, 0, msg.truth))
+        if len(items) >= drain:
+            on_runs(engine.process(items)[0])
+            items = []
+        if progress is not None:
+            progress(1)
+    if items:
+        on_runs(engine.process(items)[0])
+    flush_windows()
+    return ScoreResult(_columns(rows, r_max, has_truth), r_max, has_truth, messages, rejected,
+                       Counter(engine.counters))
+
+
+def _columns(rows: list[_RunRows], r_max: float, has_truth: bool) -> dict[str, np.ndarray]:
+    # group by sensor (first appearance order), keeping each sensor's processing order
+    order: dict[str, list[_RunRows]] = {}
+    for r in rows:
+        order.setdefault(r.sensor, []).append(r)
+    runs = [r for rs in order.values() for r in rs]
+
+    def cat(get, dtype) -> np.ndarray:
+        return np.concatenate([get(r) for r in runs]).astype(dtype) if runs else np.empty(0, dtype)
+
+    cols: dict[str, np.ndarray] = {
+        "sensor": cat(lambda r: np.full(r.causal.shape[0], r.sensor, object), object),
+        "seq": cat(lambda r: r.seq + np.arange(r.causal.shape[0], dtype=np.int64), np.int64),
+        "time_ns": cat(lambda r: r.time_ns, np.int64),
+        "amplitude": cat(lambda r: r.x[:, 0], np.float32),
+        "distance": cat(lambda r: r.x[:, 1], np.float32),
+        "causal": cat(lambda r: r.causal, np.float32),
+        "causal_m": cat(lambda r: r.causal * np.float32(r_max), np.float32),  # as serve publishes it
+        "bidir": cat(lambda r: r.bidir, np.float32),
+        "classical": cat(lambda r: r.classical, np.float64),
+        "hybrid": cat(lambda r: r.hybrid, np.float64),
+    }
+    if has_truth:
+        def tr(r, k):
+            return r.truth[:, k] if r.truth is not None else np.full(r.causal.shape[0], np.nan)
+
+        cols["dmin_m"] = cat(lambda r: tr(r, 0) * r_max, np.float64)
+        cols["in_encounter"] = cat(lambda r: tr(r, 1), np.float64)
+        cols["true_range_m"] = cat(lambda r: tr(r, 2), np.float64)
+    return cols
+
+
+# ------------------------------------------------------------------ sources
+
+
+def simulated_frames(seconds: float, seed: int, sensors: int, samples_per_message: int = 1,
+                     epoch: int | None = None) -> tuple[Iterable[list[bytes]], int]:
+    """The messages ``radarstream simulate --duration SECONDS`` would publish, and their count."""
+    from streamer.publisher import FeedConfig, SimulatedFeed
+
+    if seconds <= 0 or sensors < 1 or samples_per_message < 1:
+        raise ScoreError("--simulate needs SECONDS > 0, --sensors >= 1 and --samples-per-message >= 1")
+    feed = SimulatedFeed(FeedConfig(sensors=sensors, samples_per_message=samples_per_message,
+                                    duration_s=seconds, seed=seed, realtime=False), epoch=epoch)
+    total = feed.total_messages() or 0
+
+    def gen():
+        for _ in range(total):
+            yield from feed.next_messages()
+
+    return gen(), total * sensors
+
+
+def recorded_frames(path: str | Path) -> tuple[Iterable[tuple[bytes, ...]], int | None]:
+    """The samples messages of a recording in log-time order (truth frame included when recorded)."""
+    from streamer.recording_format import RecordingError
+    from streamer.replay import Recording, iter_messages
+
+    p = Path(path)
+    if not p.exists():
+        raise ScoreError(f"{p}: no such file")
+    if not p.is_file():
+        raise ScoreError(f"{p}: not a file")
+    try:
+        rec = Recording(p)
+        topics = rec.topics(("samples",))
+        total = sum(rec.message_counts.get(t, 0) for t in topics) or None
+    except RecordingError as exc:
+        raise ScoreError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a garbage file can fail anywhere in the MCAP reader
+        raise ScoreError(f"{p}: not a readable recording ({type(exc).__name__}: {exc})") from None
+
+    def gen():
+        try:
+            for r in iter_messages(p, kinds=("samples",)):
+                yield r.frames
+        except RecordingError as exc:
+            raise ScoreError(str(exc)) from None
+        except ScoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ScoreError(f"{p}: corrupt recording ({type(exc).__name__}: {exc})") from None
+
+    return gen(), total
+
+
+# ------------------------------------------------------------------ output
+
+
+def _fmt(values: np.ndarray, kind: str) -> list[str]:
+    if kind == "str":
+        return [str(v) for v in values]
+    if kind == "int":
+        return [str(int(v)) for v in values]
+    return ["" if not math.isfinite(v) else repr(float(v)) for v in values.tolist()]
+
+
+def write_csv(result: ScoreResult, path: str | Path) -> Path:
+    import csv
+
+    cols = result.columns
+    names = list(cols)
+    formatted = []
+    for n in names:
+        kind = "str" if n == "sensor" else "int" if n in ("seq", "time_ns") else "float"
+        if cols[n].dtype == np.float32:  # shortest repr that round-trips the float32 value
+            formatted.append(["" if not np.isfinite(v) else np.format_float_positional(v, unique=True, trim="-")
+                              for v in cols[n]])
+        else:
+            formatted.append(_fmt(cols[n], kind))
+    path = Path(path)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(names)
+        w.writerows(zip(*formatted))
+    return path
+
+
+def write_parquet(result: ScoreResult, path: str | Path) -> Path:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ScoreError("writing Parquet needs pyarrow (pip install pyarrow), or use --out FILE.csv") from None
+    arrays = {}
+    for n, v in result.columns.items():
+        if n == "sensor":
+            arrays[n] = pa.array(v.tolist(), pa.string())
+        elif v.dtype.kind == "f":
+            arrays[n] = pa.array(v, mask=~np.isfinite(v))  # empty (null) where no estimate
+        else:
+            arrays[n] = pa.array(v)
+    pq.write_table(pa.table(arrays), str(path))
+    return Path(path)
+
+
+def summary_table(result: ScoreResult) -> str:
+    rows = result.summary()
+    head = ["sensor", "samples", "encounters"]
+    if result.has_truth:
+        head += [f"MAE {e} (m)" for e in ESTIMATES]
+    lines = []
+    for r in rows:
+        cells = [r["sensor"], str(r["samples"]), "-" if r["encounters"] is None else str(r["encounters"])]
+        if result.has_truth:
+            cells += ["-" if r[f"mae_{e}"] is None else f"{r[f'mae_{e}']:.1f}" for e in ESTIMATES]
+        lines.append(cells)
+    widths = [max(len(h), *(len(c[i]) for c in lines)) if lines else len(h) for i, h in enumerate(head)]
+    fmt = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    out = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(c) for c in lines]
+    return "\n".join(out)
