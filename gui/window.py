@@ -21,6 +21,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.buffers import GATE_NAMES, HistoryConfig, SensorHistory, StateHistory
+from gui.explain_panel import ExplainPanel
 from gui.plots import SignalPlots, StatePlots, detection_ticks, step_points, theme_for
 from gui.replay import ReplayBar, ReplayController
 from gui.stream import Batch, Handoff, ReceiverCounters, natural_key
@@ -255,6 +256,14 @@ class MainWindow(QtWidgets.QMainWindow):
         main.setSizes([820, 150])
         self.setCentralWidget(main)
 
+        self.explain_panel = ExplainPanel(self)
+        self.explain_dock = QtWidgets.QDockWidget("Explain a window", self)
+        self.explain_dock.setObjectName("explain")
+        self.explain_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable
+                                      | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.explain_dock.setWidget(self.explain_panel)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.explain_dock)
+
         self.readout = QtWidgets.QLabel("Move the mouse over a plot to read every curve at that time", self)
         self.statusBar().addWidget(self.readout, 1)
         self.mode_label = QtWidgets.QLabel("", self)
@@ -282,6 +291,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop timers and the worker (sockets close in the worker thread)."""
         self.redraw_timer.stop()
         self.status_timer.stop()
+        self.explain_panel.shutdown()
         self.worker_thread.stop()
         if self._replay is not None:
             self._replay.close()
@@ -548,6 +558,8 @@ class MainWindow(QtWidgets.QMainWindow):
                      self.signal_plots.causal, self.signal_plots.bidir, self.signal_plots.truth):
             item.setData([], [])
         self.signal_plots.set_bands(np.empty(0), np.empty(0), 0.0, 0.0)
+        self.explain_panel.cancel()  # its times would refer to the old origin
+        self.explain_panel.clear_overlay()
         self._request_gates()
 
     def _mark_dirty(self) -> None:
@@ -612,6 +624,7 @@ class MainWindow(QtWidgets.QMainWindow):
             sp.bidir.setData([], [])
             sp.set_bands(np.empty(0), np.empty(0), x0, x1)
         self._draw_state(lo, t_last, origin)
+        self.explain_panel.place(origin)
         if self._x_range != (x0, x1):  # only when the window length changes (or after a pause)
             self._x_range = (x0, x1)
             sp.amp.setXRange(x0, x1, padding=0)
