@@ -154,20 +154,4 @@ def schema_data(kind: str) -> bytes:
     return json.dumps(doc, indent=1).encode("utf-8")
 
 
-def attach(sock: Any, endpoint: str, default: str) -> str:
-    """Bind or connect by the project's convention (``@`` binds, ``>`` connects, a bare endpoint
-    does ``default``); returns the resolved endpoint. Same rules as ``streamer.service.attach``,
-    kept here because importing the service loads the model stack (torch: seconds), which the
-    recorder and the replayer must not pay at start-up (tests check the two agree)."""
-    import zmq
-
-    mode = default
-    if endpoint.startswith("@"):
-        mode, endpoint = "bind", endpoint[1:]
-    elif endpoint.startswith(">"):
-        mode, endpoint = "connect", endpoint[1:]
-    if mode == "bind":
-        sock.bind(endpoint)
-        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
-    sock.connect(endpoint)
-    return endpoint
+from streamer.endpoints import attach  # noqa: E402,F401  (re-exported for the recorder and replayer)

@@ -24,6 +24,7 @@ import zmq
 
 from streamer import protocol as P
 from streamer.backends.base import StepBackend
+from streamer.endpoints import attach  # noqa: F401  (re-exported: streamer.service.attach)
 from streamer.engine import Event, Run, StreamEngine, StreamPolicy
 from models.hybrid import OnlineHybrid
 from streamer.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
@@ -51,21 +52,6 @@ SUMMARY_INTERVAL_S = 1.0
 SENSOR_LIST_CAP = 100
 """Most sensors listed by name in one stats message (silent ones, per-sensor counters)."""
 """Longest time between two summaries (``rate_limited``, ``events_suppressed``)."""
-
-
-def attach(sock: zmq.Socket, endpoint: str, default: str) -> str:
-    """Bind or connect by the czmq convention: ``@endpoint`` binds, ``>endpoint`` connects, a
-    bare endpoint does ``default``. Returns the resolved endpoint (ports chosen with ``:*``)."""
-    mode = default
-    if endpoint.startswith("@"):
-        mode, endpoint = "bind", endpoint[1:]
-    elif endpoint.startswith(">"):
-        mode, endpoint = "connect", endpoint[1:]
-    if mode == "bind":
-        sock.bind(endpoint)
-        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
-    sock.connect(endpoint)
-    return endpoint
 
 
 @dataclass(frozen=True)

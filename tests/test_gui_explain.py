@@ -53,12 +53,12 @@ def test_explain_runs_in_background_and_overlays_the_attribution(qtbot, tiny_wei
     try:
         qtbot.waitUntil(lambda: len(win.histories["radar-0"].samples) >= 100 and win.frames > 0, timeout=10_000)
         panel = win.explain_panel
-        frames0 = win.frames
+        frames0, t_start = win.frames, time.monotonic()
         assert panel.explain("saliency", "causal")
         assert panel.running and "running" in panel.status_label.text()
         assert not panel.explain()  # one at a time
         qtbot.waitUntil(lambda: not panel.running, timeout=25_000)
-        frames = win.frames - frames0
+        frames, elapsed = win.frames - frames0, time.monotonic() - t_start
         assert panel.result is not None, panel.summary_label.text()
         n = len(panel.result.request.x)
         assert 350 <= n <= 450  # the visible 20 s at 20 Hz
@@ -68,7 +68,8 @@ def test_explain_runs_in_background_and_overlays_the_attribution(qtbot, tiny_wei
         text = panel.summary_label.text()
         assert "saliency" in text and "causal" in text and "truth 300 m" in text
         # the GUI thread kept drawing while the model (and captum's import) ran in the pool's thread
-        assert frames >= 3, f"only {frames} frames while explaining"
+        # (at least one frame per 100 ms of the job; the timer asks for one per 33 ms)
+        assert frames >= int(elapsed / 0.1), f"only {frames} frames in {elapsed:.2f} s of explaining"
         # the overlay scrolls with the data: its left edge is the first sample's relative time
         win.force_redraw()
         left = panel.amp_heat.mapRectToParent(panel.amp_heat.boundingRect()).left()
