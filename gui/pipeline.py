@@ -12,7 +12,7 @@ from pathlib import Path
 
 import zmq
 
-from streamer.simulator import RadarConfig
+from streamer.sim.simulator import RadarConfig
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def rescore_options(weights: Path | None, window: int | None, hop: int | None = 
     import inspect
 
     from models.bundle import shipped_weights_dir
-    from streamer.service import ServiceConfig, StreamService
+    from streamer.live.service import ServiceConfig, StreamService
 
     base = Path(weights) if weights is not None else shipped_weights_dir()
     if window is None or not (base / "bidir.safetensors").is_file():
@@ -51,7 +51,7 @@ def rescore_options(weights: Path | None, window: int | None, hop: int | None = 
     if "rescore" not in {f.name for f in dataclasses.fields(ServiceConfig)}:
         return {}, {}
     try:
-        from streamer.rescore import RescoreConfig
+        from streamer.live.rescore import RescoreConfig
     except ImportError:
         return {}, {}
     extra = {"rescore": RescoreConfig(window=window, hop=hop or max(1, window // 2))}
@@ -79,9 +79,9 @@ class LocalPipeline:
         self.rescoring = False
 
     def start(self) -> tuple[str, str]:
-        from streamer.backends import make_backend
-        from streamer.publisher import FeedConfig, SimulatedFeed, publish
-        from streamer.service import ServiceConfig, StreamService
+        from streamer.live.backends import make_backend
+        from streamer.sim.publisher import FeedConfig, SimulatedFeed, publish
+        from streamer.live.service import ServiceConfig, StreamService
 
         cfg = self.config
         sock = self.ctx.socket(zmq.PUB)
@@ -146,8 +146,8 @@ class LocalService:
 
     def __init__(self, feed: str, weights: Path | None, *, backend: str = "onnx", host: str = "127.0.0.1",
                  rescore_window: int | None = 512):
-        from streamer.backends import make_backend
-        from streamer.service import ServiceConfig, StreamService
+        from streamer.live.backends import make_backend
+        from streamer.live.service import ServiceConfig, StreamService
 
         self.ctx = zmq.Context()
         extra, kwargs = rescore_options(weights, rescore_window)

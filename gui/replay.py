@@ -1,4 +1,4 @@
-"""Replay controls: the bar in the window, and the adapter to ``streamer.replay`` when it exists.
+"""Replay controls: the bar in the window, and the adapter to ``streamer.recording.replay`` when it exists.
 
 The window only needs the small :class:`ReplayController` protocol below; the replay engine
 (record/replay of MCAP files, another part of the product) publishes the recording on a ZeroMQ
@@ -21,7 +21,7 @@ SPEEDS: tuple[tuple[str, float | None], ...] = (
 
 
 class ReplayUnavailable(RuntimeError):
-    """This build cannot replay (``streamer.replay`` missing or without a controller)."""
+    """This build cannot replay (``streamer.recording.replay`` missing or without a controller)."""
 
 
 @runtime_checkable
@@ -54,9 +54,9 @@ class ReplayController(Protocol):
 
 
 def replay_available() -> bool:
-    """True when this build ships ``streamer.replay``."""
+    """True when this build ships ``streamer.recording.replay``."""
     try:
-        return importlib.util.find_spec("streamer.replay") is not None
+        return importlib.util.find_spec("streamer.recording.replay") is not None
     except (ImportError, ValueError):
         return False
 
@@ -64,19 +64,19 @@ def replay_available() -> bool:
 def open_replay(path: str | Path, *, pub: str = "tcp://127.0.0.1:*") -> ReplayController:
     """A controller for the recording at ``path``, publishing on ``pub`` (paused at the start).
 
-    Uses ``streamer.replay.open_controller(path, pub=...)``; raises :class:`ReplayUnavailable`
+    Uses ``streamer.recording.replay.open_controller(path, pub=...)``; raises :class:`ReplayUnavailable`
     with the reason when this build cannot replay.
     """
     if not replay_available():
-        raise ReplayUnavailable("this build has no streamer.replay: MCAP replay is not installed yet")
-    mod = importlib.import_module("streamer.replay")
+        raise ReplayUnavailable("this build has no streamer.recording.replay: MCAP replay is not installed yet")
+    mod = importlib.import_module("streamer.recording.replay")
     factory = getattr(mod, "open_controller", None)
     if factory is None:
-        raise ReplayUnavailable("streamer.replay has no open_controller(path, pub=...) for the GUI "
+        raise ReplayUnavailable("streamer.recording.replay has no open_controller(path, pub=...) for the GUI "
                                 "(see docs/gui.md, 'Replay')")
     ctl = factory(Path(path), pub=pub)
     if not isinstance(ctl, ReplayController):
-        raise ReplayUnavailable(f"streamer.replay.open_controller returned {type(ctl).__name__}, "
+        raise ReplayUnavailable(f"streamer.recording.replay.open_controller returned {type(ctl).__name__}, "
                                 "which lacks the ReplayController methods")
     return ctl
 

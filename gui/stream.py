@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 
 from gui.buffers import GATE_NAMES, Ring
-from streamer import protocol as P
+from streamer.wire import protocol as P
 
 SERVICE_SENSOR = "_service"
 """Pseudo sensor of service-wide events (stats); never listed as a sensor."""
@@ -379,7 +379,7 @@ class StreamReceiver:
         self._r_max_known = True
 
     def open(self) -> None:
-        from streamer.service import attach
+        from streamer.live.service import attach
 
         def sub(endpoints: tuple[str, ...], kinds: tuple[P.Kind, ...]) -> None:
             if not endpoints:

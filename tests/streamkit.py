@@ -8,9 +8,9 @@ from contextlib import contextmanager
 import numpy as np
 import zmq
 
-from streamer import protocol as P
-from streamer.backends import make_backend
-from streamer.service import ServiceConfig, StreamService
+from streamer.wire import protocol as P
+from streamer.live.backends import make_backend
+from streamer.live.service import ServiceConfig, StreamService
 
 
 @contextmanager

@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.bundle import load_model
-from streamer import protocol as P
-from streamer.backends import BACKENDS, make_backend
-from streamer.engine import StreamEngine, StreamPolicy
-from streamer.simulator import RadarConfig, StreamSimulator
+from streamer.wire import protocol as P
+from streamer.live.backends import BACKENDS, make_backend
+from streamer.live.engine import StreamEngine, StreamPolicy
+from streamer.sim.simulator import RadarConfig, StreamSimulator
 
 TOL = 1e-5
 

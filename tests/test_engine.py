@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from models.bundle import load_model
-from streamer import protocol as P
-from streamer.backends import make_backend
-from streamer.engine import StreamEngine, StreamPolicy
-from streamer.simulator import RadarConfig, StreamSimulator
+from streamer.wire import protocol as P
+from streamer.live.backends import make_backend
+from streamer.live.engine import StreamEngine, StreamPolicy
+from streamer.sim.simulator import RadarConfig, StreamSimulator
 
 PERIOD = 50_000_000
 

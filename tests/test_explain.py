@@ -34,7 +34,7 @@ from models.bundle import load_model
 from models.normalization import InputNormalizer
 from models.pooled import DminRegressorLSTM
 from models.regressors import CausalRegressor
-from streamer.simulator import RadarConfig, simulate_stream
+from streamer.sim.simulator import RadarConfig, simulate_stream
 
 W = 96  # window length for the property tests
 STEP = 50
@@ -88,7 +88,7 @@ FAST_RADAR = RadarConfig(rate_hz=5.0, speed_range_mps=(100.0, 150.0), snr_at_rma
 def trained_causal() -> CausalRegressor:
     """A 1×16 causal LSTM trained for ~30 small epochs on simulated streams; checked to have learned."""
     from models.training import fit
-    from streamer.datasets import stream_windows
+    from streamer.sim.datasets import stream_windows
 
     data = stream_windows(96, 256, FAST_RADAR, seed=3)
     torch.manual_seed(0)
@@ -302,8 +302,8 @@ def test_explain_command_says_clearly_when_weights_are_missing(tmp_path, monkeyp
 
 
 def test_explain_command_reads_a_recording(tiny_weights, tmp_path, capsys):
-    from streamer.publisher import FeedConfig
-    from streamer.recording import simulate_to_file
+    from streamer.sim.publisher import FeedConfig
+    from streamer.recording.writer import simulate_to_file
 
     rec = tmp_path / "rec.mcap"
     simulate_to_file(rec, FeedConfig(sensors=2, duration_s=20, seed=5, samples_per_message=16, realtime=False))

@@ -25,7 +25,7 @@ from gui.replay import ReplayBar, open_replay, replay_available  # noqa: E402
 from gui.stream import GateTracker, Handoff, ReceiverConfig, SamplesChunk, rescore_columns  # noqa: E402
 from gui.window import MainWindow, WindowConfig  # noqa: E402
 from gui.worker import WorkerConfig, WorkerThread  # noqa: E402
-from streamer.simulator import RadarConfig  # noqa: E402
+from streamer.sim.simulator import RadarConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_MS = 30_000  # "eventually", on a loaded 2-core machine
@@ -245,10 +245,10 @@ def test_replay_bar_drives_its_controller(qtbot):
     assert ctl.calls[-1] == "pause"
 
 
-@pytest.mark.skipif(not replay_available(), reason="streamer.replay is not in this build")
+@pytest.mark.skipif(not replay_available(), reason="streamer.recording.replay is not in this build")
 def test_replay_controls_on_a_simulated_recording(qtbot, tmp_path, tiny_weights):
-    from streamer.publisher import FeedConfig
-    from streamer.recording import simulate_to_file
+    from streamer.sim.publisher import FeedConfig
+    from streamer.recording.writer import simulate_to_file
 
     path = tmp_path / "sim.mcap"
     simulate_to_file(path, FeedConfig(sensors=2, duration_s=20.0, samples_per_message=1, seed=4))
@@ -323,7 +323,7 @@ def _chunk(x: np.ndarray, seq0: int, epoch: int = 1) -> SamplesChunk:
 
 def test_gate_tracker_equals_the_model_and_adopts_checkpoints(tiny_weights):
     from models.bundle import load_model
-    from streamer.simulator import StreamSimulator
+    from streamer.sim.simulator import StreamSimulator
 
     model, _ = load_model("causal", tiny_weights)
     x = StreamSimulator(RadarConfig(gap_range_s=(0.1, 0.2)), 5).read(90).samples
@@ -383,7 +383,7 @@ def test_cli_commands_and_help_on_every_flag():
 
 
 def test_bench_gui_measures_a_small_window(tiny_weights, qapp, tmp_path):
-    from gui.bench import BenchConfig, markdown, run_bench
+    from bench.gui import BenchConfig, markdown, run_bench
 
     r = run_bench(BenchConfig(sensors=2, rate_hz=50.0, window_s=4.0, frames=3, live_s=0.0, weights=tiny_weights))
     assert len(r.update_ms) == 3 and r.points_per_curve == 200 and r.heatmap_columns > 0

@@ -1,4 +1,4 @@
-"""Tests for streamer.protocol: round trips, the documented example, every
+"""Tests for streamer.wire.protocol: round trips, the documented example, every
 error reason, fuzzing (decoders never raise), and a real PUB/SUB exchange."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer import protocol as p
-from streamer.protocol import (
+from streamer.wire import protocol as p
+from streamer.wire.protocol import (
     HEADER,
     HEADER_SIZE,
     MAGIC,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models.bundle import load_bundle
-from tools.quality import evaluate_models, held_out
+from bench.quality import evaluate_models, held_out
 
 
 @pytest.fixture(scope="module")

@@ -22,14 +22,14 @@ import numpy as np
 import pytest
 import zmq
 
-from streamer import protocol as P
-from streamer.backends import make_backend
-from streamer.engine import StreamEngine
-from streamer.publisher import FeedConfig, SimulatedFeed
-from streamer.recording import Recorder, RecorderConfig, RecordingWriter, simulate_to_file
-from streamer.recording_format import META_STATS, RecordingError, pack_frames, unpack_frames
-from streamer.recording_scan import is_complete, recorded_record_gaps, scan
-from streamer.replay import Replayer, ReplayController, Recording, iter_messages, publish_recording
+from streamer.wire import protocol as P
+from streamer.live.backends import make_backend
+from streamer.live.engine import StreamEngine
+from streamer.sim.publisher import FeedConfig, SimulatedFeed
+from streamer.recording.writer import Recorder, RecorderConfig, RecordingWriter, simulate_to_file
+from streamer.recording.format import META_STATS, RecordingError, pack_frames, unpack_frames
+from streamer.recording.scan import is_complete, recorded_record_gaps, scan
+from streamer.recording.replay import Replayer, ReplayController, Recording, iter_messages, publish_recording
 from tests.streamkit import collect, preds_by_sensor, running_service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -604,7 +604,7 @@ def test_cli_registers_the_recording_commands():
 
 
 def test_bench_recording_measures(tmp_path):
-    from streamer.recording_bench import bench_recording
+    from bench.record import bench_recording
 
     res = bench_recording(duration_s=0.3, samples_per_message=64, sensors=2, paced_sps=20_000, replay_samples=20_000,
                           workdir=tmp_path)
@@ -616,8 +616,8 @@ def test_bench_recording_measures(tmp_path):
 
 
 def test_attach_follows_the_service_convention():
-    from streamer.recording_format import attach
-    from streamer.service import attach as service_attach
+    from streamer.recording.format import attach
+    from streamer.live.service import attach as service_attach
 
     ctx = zmq.Context()
     socks = [ctx.socket(zmq.PUB) for _ in range(4)]

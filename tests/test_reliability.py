@@ -32,12 +32,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.bundle import load_model
-from streamer import protocol as P
-from streamer.backends import make_backend
-from streamer.health import HealthConfig
-from streamer.publisher import FeedConfig, SimulatedFeed
-from streamer.security import ALLOW_DIR, CurveConfig, create_keys, load_keypair
-from streamer.service import ServiceConfig, StreamService
+from streamer.wire import protocol as P
+from streamer.live.backends import make_backend
+from streamer.live.health import HealthConfig
+from streamer.sim.publisher import FeedConfig, SimulatedFeed
+from streamer.wire.security import ALLOW_DIR, CurveConfig, create_keys, load_keypair
+from streamer.live.service import ServiceConfig, StreamService
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = os.environ.get("RADARSTREAM_FULL") == "1"
@@ -60,7 +60,7 @@ PUBLISHER = (r'''
 import argparse, sys, time
 import numpy as np, zmq
 sys.path.insert(0, ROOT)
-from streamer import protocol as P
+from streamer.wire import protocol as P
 ''' + WAVE_SRC + r'''
 ap = argparse.ArgumentParser()
 ap.add_argument("endpoint")
@@ -134,7 +134,7 @@ SIMULATOR = (r'''
 import signal, sys, threading
 import zmq
 sys.path.insert(0, ROOT)
-from streamer.publisher import FeedConfig, SimulatedFeed, publish
+from streamer.sim.publisher import FeedConfig, SimulatedFeed, publish
 # what `radarstream simulate --sensors 16 --rate 1000 --samples-per-message 10` runs, without the
 # CLI's start-up (the CLI imports the model stack: seconds of CPU on a shared 2-core machine)
 feed = SimulatedFeed(FeedConfig(sensors=16, rate_hz=1000.0, samples_per_message=10, realtime=True))
@@ -957,7 +957,7 @@ def curve_client(keys_dir: Path, client: str, server_dir: Path | None = None) ->
 
 
 def test_keys_command_writes_private_secrets_and_an_allow_list(tmp_path, capsys):
-    from streamer.security import SecurityError
+    from streamer.wire.security import SecurityError
     from tools.cli import build_parser, main
 
     d = tmp_path / "keys"
@@ -984,8 +984,8 @@ def test_keys_command_writes_private_secrets_and_an_allow_list(tmp_path, capsys)
 
 
 def test_curve_admits_only_allow_listed_clients_and_logs_every_refusal(tiny_weights, tmp_path, caplog, figures):
-    from streamer.recording import Recorder, RecorderConfig
-    from streamer.security import client_context
+    from streamer.recording.writer import Recorder, RecorderConfig
+    from streamer.wire.security import client_context
 
     caplog.set_level(logging.INFO)
     d, other = tmp_path / "keys", tmp_path / "other"
@@ -1066,7 +1066,7 @@ def test_curve_admits_only_allow_listed_clients_and_logs_every_refusal(tiny_weig
 
 
 def test_a_curve_server_without_authenticator_fails_closed(tmp_path):
-    from streamer.security import server_options
+    from streamer.wire.security import server_options
 
     d = tmp_path / "keys"
     create_keys(d, ["sensor"])
@@ -1125,7 +1125,7 @@ def test_onnx_external_data_outside_the_model_folder_is_refused(tmp_path, tiny_w
     from onnx import TensorProto, helper, numpy_helper
 
     from models.weights import UnsafeModelError, check_onnx_file
-    from streamer.backends.onnx_backend import OnnxBackend
+    from streamer.live.backends.onnx_backend import OnnxBackend
 
     folder = tmp_path / "model"
     folder.mkdir()

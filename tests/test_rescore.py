@@ -7,10 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.bundle import load_model
-from streamer import protocol as P
-from streamer.engine import Run
-from streamer.publisher import FeedConfig, SimulatedFeed
-from streamer.rescore import RescoreConfig, WindowAssembler, regions_above
+from streamer.wire import protocol as P
+from streamer.live.engine import Run
+from streamer.sim.publisher import FeedConfig, SimulatedFeed
+from streamer.live.rescore import RescoreConfig, WindowAssembler, regions_above
 from tests.streamkit import collect, events, preds_by_sensor, running_service
 
 

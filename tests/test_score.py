@@ -6,9 +6,9 @@ import csv
 
 import numpy as np
 
-from streamer.backends import make_backend
-from streamer.publisher import FeedConfig, SimulatedFeed
-from streamer.scoring import BASE_COLUMNS, TRUTH_COLUMNS, score_messages
+from streamer.live.backends import make_backend
+from streamer.sim.publisher import FeedConfig, SimulatedFeed
+from streamer.offline.scoring import BASE_COLUMNS, TRUTH_COLUMNS, score_messages
 from tests.streamkit import collect, preds_by_sensor, running_service
 from tools.cli import main
 
@@ -53,7 +53,7 @@ def test_score_causal_equals_live_service(tiny_weights):
 
 
 def test_score_recording(tiny_weights, tmp_path, capsys):
-    from streamer.recording import simulate_to_file
+    from streamer.recording.writer import simulate_to_file
 
     rec = tmp_path / "r.mcap"
     simulate_to_file(rec, FeedConfig(sensors=2, samples_per_message=5, duration_s=10, seed=2, realtime=False))

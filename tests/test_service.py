@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from models.bundle import load_model
-from streamer import protocol as P
-from streamer.publisher import FeedConfig, SimulatedFeed
+from streamer.wire import protocol as P
+from streamer.sim.publisher import FeedConfig, SimulatedFeed
 from tests.streamkit import collect, events, preds_by_sensor, running_service
 
 
@@ -111,8 +111,8 @@ def test_stats_are_published(tiny_weights):
 
 def test_state_checkpoints_resume_exactly(tiny_weights):
     """A published (h, c) checkpoint resumes the model exactly where the stream was."""
-    from streamer.backends import make_backend
-    from streamer.engine import StreamEngine
+    from streamer.live.backends import make_backend
+    from streamer.live.engine import StreamEngine
 
     x = np.abs(np.random.default_rng(2).normal(size=(60, 2))).astype(np.float32) * 50
     with running_service(tiny_weights, "onnx", checkpoint_every=20) as (service, pub, out):

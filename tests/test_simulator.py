@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from streamer.simulator import (
+from streamer.sim.simulator import (
     MANOEUVRING, NO_DETECTION, RadarConfig, StreamSimulator, manoeuvring_track, radar_equation_snr,
     receive, simulate_encounter, simulate_stream, straight_range,
 )

@@ -78,18 +78,18 @@ def _curve_config(args: argparse.Namespace):
     """``--curve-keys DIR`` (and ``--curve-client NAME``) as a CurveConfig, or None."""
     if getattr(args, "curve_keys", None) is None:
         return None
-    from streamer.security import CurveConfig
+    from streamer.wire.security import CurveConfig
 
     return CurveConfig(keys_dir=args.curve_keys, client=args.curve_client)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from streamer.backends import make_backend
-    from streamer.engine import StreamPolicy
-    from streamer.health import HealthConfig
-    from streamer.rescore import RescoreConfig
-    from streamer.security import SecurityError
-    from streamer.service import ServiceConfig, StreamService
+    from streamer.live.backends import make_backend
+    from streamer.live.engine import StreamPolicy
+    from streamer.live.health import HealthConfig
+    from streamer.live.rescore import RescoreConfig
+    from streamer.wire.security import SecurityError
+    from streamer.live.service import ServiceConfig, StreamService
 
     _setup_logging(args.verbose)
     _limit_threads(1)
@@ -133,9 +133,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     import zmq
 
-    from streamer.publisher import FeedConfig, SimulatedFeed, publish
-    from streamer.service import attach
-    from streamer.simulator import RadarConfig
+    from streamer.sim.publisher import FeedConfig, SimulatedFeed, publish
+    from streamer.live.service import attach
+    from streamer.sim.simulator import RadarConfig
 
     rate = args.rate
     feed_cfg = FeedConfig(
@@ -144,7 +144,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         radar=RadarConfig(manoeuvre_prob=args.manoeuvre_prob),
     )
     if args.out is not None:
-        from streamer.recording import simulate_to_file
+        from streamer.recording.writer import simulate_to_file
 
         if args.duration is None:
             print("error: --out needs --duration (a recording has an end)", file=sys.stderr)
@@ -153,7 +153,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"wrote {res.messages} messages ({res.samples} samples, {args.sensors} sensor(s), "
               f"{res.duration_s:g} s, epoch {res.epoch}) -> {res.path}")
         return 0
-    from streamer.security import Curve, SecurityError, exposure_warning, socket_role
+    from streamer.wire.security import Curve, SecurityError, exposure_warning, socket_role
 
     feed = SimulatedFeed(feed_cfg)
     ctx = zmq.Context.instance()
@@ -191,9 +191,9 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     import time
 
     from models.bundle import load_bundle
-    from streamer.simulator import MANOEUVRING, RadarConfig
-    from tools.benchdoc import machine_line, update_section
-    from tools.quality import HELD_OUT_SEED, evaluate_models, failure_table, held_out, mae_table
+    from streamer.sim.simulator import MANOEUVRING, RadarConfig
+    from bench.doc import machine_line, update_section
+    from bench.quality import HELD_OUT_SEED, evaluate_models, failure_table, held_out, mae_table
 
     _limit_threads(args.threads)
     n = args.encounters or (150 if args.quick else 2000)
@@ -226,7 +226,7 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
     import json
 
     from tools import bench_stream
-    from tools.benchdoc import machine_line, update_section
+    from bench.doc import machine_line, update_section
 
     res = bench_stream.run(args.weights, quick=args.quick, backend=args.backend,
                            progress=lambda m: print(m, flush=True))

@@ -66,7 +66,7 @@ class WindowSource:
 def simulated_window(seed: int, encounter: int | None, window: int, manoeuvre_prob: float = 0.0) -> WindowSource:
     """A window of ``window`` samples centred on the CPA of encounter ``encounter`` (default: the
     first one) of the simulated stream ``seed`` (default simulator settings, as in training)."""
-    from streamer.simulator import RadarConfig, StreamSimulator
+    from streamer.sim.simulator import RadarConfig, StreamSimulator
 
     cfg = RadarConfig(manoeuvre_prob=manoeuvre_prob)
     k = 0 if encounter is None else int(encounter)
@@ -98,12 +98,12 @@ def simulated_window(seed: int, encounter: int | None, window: int, manoeuvre_pr
 def recorded_window(path: str, sensor: str | None, start_s: float | None, end_s: float | None,
                     window: int) -> WindowSource:
     """The first ``window`` samples of ``sensor`` logged in [start_s, end_s) (seconds from the start
-    of the recording), read with :func:`streamer.replay.iter_messages`. Recorded truth (simulated
+    of the recording), read with :func:`streamer.recording.replay.iter_messages`. Recorded truth (simulated
     feeds carry it) is used for the figure; a gap or a publisher restart inside the window is
     reported, since the model sees the samples as contiguous."""
-    from streamer import protocol as P
-    from streamer.recording_format import RecordingError
-    from streamer.replay import Recording, iter_messages
+    from streamer.wire import protocol as P
+    from streamer.recording.format import RecordingError
+    from streamer.recording.replay import Recording, iter_messages
 
     try:
         sensors = Recording(path).sensors("samples")
@@ -626,7 +626,7 @@ def _bench_explain(args: argparse.Namespace) -> int:
     import torch
 
     from models.attribution import METHODS, time_methods
-    from tools.benchdoc import machine_line, update_section
+    from bench.doc import machine_line, update_section
 
     torch.set_num_threads(args.threads)
     models, weights_note = bench_models(args)

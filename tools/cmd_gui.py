@@ -79,7 +79,7 @@ def _service_for_recording(args: argparse.Namespace, controller):
     from gui.pipeline import LocalService
 
     try:
-        from streamer.replay import Recording
+        from streamer.recording.replay import Recording
 
         if Recording(args.replay).topics(kinds=["pred"]):
             return None
@@ -96,8 +96,8 @@ def _service_for_recording(args: argparse.Namespace, controller):
 
 
 def cmd_bench_gui(args: argparse.Namespace) -> int:
-    from gui.bench import BenchConfig, markdown, run_bench
-    from tools.benchdoc import update_section
+    from bench.gui import BenchConfig, markdown, run_bench
+    from bench.doc import update_section
 
     cfg = BenchConfig(sensors=args.sensors, rate_hz=args.rate, window_s=args.window, frames=args.frames,
                       live_s=args.live, weights=Path(args.weights) if args.weights else None)
@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--weights", default=None, metavar="DIR",
                    help="causal model weights for the live h/c/gate view (default: the shipped weights)")
     g.add_argument("--replay", default=None, metavar="FILE.mcap",
-                   help="replay a recording with play/pause, speed and seek controls (needs streamer.replay)")
+                   help="replay a recording with play/pause, speed and seek controls (needs streamer.recording.replay)")
     g.add_argument("--paused", action="store_true", help="with --replay: open paused at the start (default: play at 1x)")
     g.add_argument("--window", type=_positive, default=60.0, metavar="S", help="scrolling time window in seconds (default 60)")
     g.add_argument("--threshold", type=float, default=50.0, metavar="M",

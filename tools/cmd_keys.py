@@ -7,7 +7,7 @@ import sys
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from streamer.security import ALLOW_DIR, SecurityError, create_keys
+    from streamer.wire.security import ALLOW_DIR, SecurityError, create_keys
 
     clients = args.client or ["client"]
     try:

@@ -25,7 +25,7 @@ def _guard(func: Handler) -> Handler:
 
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
-        from streamer.recording_format import RecordingError
+        from streamer.recording.format import RecordingError
 
         try:
             return func(args)
@@ -53,7 +53,7 @@ def _words(text: str) -> list[str]:
 
 
 def _kinds(text: str) -> tuple[str, ...]:
-    from streamer.recording_format import parse_kinds
+    from streamer.recording.format import parse_kinds
 
     try:
         return parse_kinds(text)
@@ -62,7 +62,7 @@ def _kinds(text: str) -> tuple[str, ...]:
 
 
 def _speed(text: str) -> float:
-    from streamer.replay import parse_speed
+    from streamer.recording.replay import parse_speed
 
     try:
         return parse_speed(text)
@@ -86,7 +86,7 @@ def _sensors(args: argparse.Namespace) -> list[str] | None:
 
 @_guard
 def cmd_record(args: argparse.Namespace) -> int:
-    from streamer.recording import Recorder, RecorderConfig
+    from streamer.recording.writer import Recorder, RecorderConfig
 
     _setup_logging(False)
     cfg = RecorderConfig(feeds=tuple(args.feed), out=args.out, kinds=args.kinds,
@@ -115,7 +115,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_info(args: argparse.Namespace) -> int:
-    from streamer.recording_scan import scan
+    from streamer.recording.scan import scan
 
     report = scan(args.file)
     print(json.dumps(report.to_json(), indent=1) if args.json else report.format_text())
@@ -130,8 +130,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_repair(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from streamer.recording_format import RecordingError
-    from streamer.recording_scan import repair, scan
+    from streamer.recording.format import RecordingError
+    from streamer.recording.scan import repair, scan
 
     if Path(args.out).exists() and not args.force:
         raise RecordingError(f"{args.out} exists (use --force to overwrite)")
@@ -156,8 +156,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     import zmq
 
-    from streamer.replay import Replayer, publish_recording
-    from streamer.recording_format import attach
+    from streamer.recording.replay import Replayer, publish_recording
+    from streamer.recording.format import attach
 
     replayer = Replayer(args.file, kinds=args.kinds, sensors=_sensors(args), speed=args.speed, clock=args.clock,
                         start_s=args.start, end_s=args.end, loop=args.loop)
@@ -190,7 +190,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_export_csv(args: argparse.Namespace) -> int:
-    from streamer.recording_export import export_csv
+    from streamer.recording.export import export_csv
 
     res = export_csv(args.file, args.out, start=args.start, end=args.end, sensors=_sensors(args))
     print(f"wrote {res.rows} rows ({', '.join(res.columns)}) -> {res.path}")
@@ -199,9 +199,9 @@ def cmd_export_csv(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_simulate_file(args: argparse.Namespace) -> int:
-    from streamer.publisher import FeedConfig
-    from streamer.recording import simulate_to_file
-    from streamer.simulator import RadarConfig
+    from streamer.sim.publisher import FeedConfig
+    from streamer.recording.writer import simulate_to_file
+    from streamer.sim.simulator import RadarConfig
 
     cfg = FeedConfig(sensors=args.sensors, rate_hz=args.rate, samples_per_message=args.samples_per_message,
                      duration_s=args.duration, seed=args.seed, realtime=False,
@@ -214,8 +214,8 @@ def cmd_simulate_file(args: argparse.Namespace) -> int:
 
 @_guard
 def cmd_bench_record(args: argparse.Namespace) -> int:
-    from streamer.recording_bench import bench_recording
-    from tools.benchdoc import machine_line, update_section
+    from bench.record import bench_recording
+    from bench.doc import machine_line, update_section
 
     res = bench_recording(duration_s=args.duration, samples_per_message=args.samples_per_message,
                           sensors=args.sensors, paced_sps=args.paced, replay_samples=args.replay_samples)
@@ -260,7 +260,7 @@ def add_bench_record_arguments(b: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this module's sub-commands to the ``radarstream`` parser."""
-    from streamer.recording_format import DEFAULT_KINDS
+    from streamer.recording.format import DEFAULT_KINDS
 
     r = sub.add_parser("record", help="record ZeroMQ feeds to an MCAP file (durable every flush interval)")
     r.add_argument("--feed", action="append", required=True, metavar="ENDPOINT",

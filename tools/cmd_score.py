@@ -11,7 +11,7 @@ import sys
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from streamer.scoring import ScoreError
+    from streamer.offline.scoring import ScoreError
 
     try:
         return _score(args)
@@ -23,7 +23,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def _score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from streamer.scoring import (ScoreError, recorded_frames, score_messages, simulated_frames,
+    from streamer.offline.scoring import (ScoreError, recorded_frames, score_messages, simulated_frames,
                                   summary_table, write_csv, write_parquet)
 
     if (args.input is None) == (args.simulate is None):
@@ -46,7 +46,7 @@ def _score(args: argparse.Namespace) -> int:
         source = str(args.input)
 
     from models.weights import WeightsError
-    from streamer.backends import make_backend
+    from streamer.live.backends import make_backend
 
     try:
         backend = make_backend(args.backend, args.weights)

@@ -13,8 +13,8 @@ import torch
 from models.bundle import build_model
 from models.training import fit
 from models.weights import save_weights
-from streamer.datasets import encounter_windows, stream_windows
-from streamer.simulator import RadarConfig
+from streamer.sim.datasets import encounter_windows, stream_windows
+from streamer.sim.simulator import RadarConfig
 
 
 @dataclass(frozen=True)

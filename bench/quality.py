@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from models.bundle import ModelBundle
-from streamer.simulator import Encounter, RadarConfig, StreamSimulator
+from streamer.sim.simulator import Encounter, RadarConfig, StreamSimulator
 
 SNR_BANDS_DB: tuple[tuple[float, float], ...] = ((-np.inf, 5.0), (5.0, 10.0), (10.0, 20.0), (20.0, np.inf))
 HELD_OUT_SEED = 10_001

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from streamer import protocol as P
-from streamer.replay import Recording
+from streamer.wire import protocol as P
+from streamer.recording.replay import Recording
 
 __all__ = ["ExportResult", "export_csv", "BASE_COLUMNS", "PRED_COLUMNS", "TRUTH_COLUMNS"]
 

@@ -9,7 +9,7 @@ import torch
 
 from models.bundle import load_model
 from models.regressors import CausalRegressor
-from streamer.backends.base import StepBackend
+from streamer.live.backends.base import StepBackend
 
 
 class TorchBackend(StepBackend):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamer.simulator import Encounter, RadarConfig, StreamSimulator
+from streamer.sim.simulator import Encounter, RadarConfig, StreamSimulator
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from streamer.backends.base import StepBackend
+from streamer.live.backends.base import StepBackend
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,6 @@
 One implementation per file; ``tests/test_backends.py`` runs one conformance suite over all of them.
 """
 
-from streamer.backends.base import BACKENDS, StepBackend, make_backend
+from streamer.live.backends.base import BACKENDS, StepBackend, make_backend
 
 __all__ = ["BACKENDS", "StepBackend", "make_backend"]

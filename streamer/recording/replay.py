@@ -1,4 +1,5 @@
-"""Playing recordings back: an indexed reader, a paced cursor for the GUI, and the publisher.
+"""Playing recordings back: a paced cursor for the GUI and the replay publisher (the indexed
+reader is ``streamer.recording.reader``).
 
 Replay sends the recorded wire frames unchanged (same epoch, same seq, truth included), so a
 service fed by a replay computes exactly what it computed live. ``Replayer`` is the one playback
@@ -15,16 +16,16 @@ import math
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamer import protocol as P
-from streamer.recording_format import KINDS, RecordingError, block_header, parse_kinds, parse_topic, unpack_frames
+from streamer.wire import protocol as P
+from streamer.recording.format import KINDS, parse_kinds
+from streamer.recording.reader import Recorded, Recording, iter_messages
 
 __all__ = [
     "Recorded",
@@ -43,7 +44,6 @@ __all__ = [
 _MASK64 = (1 << 64) - 1
 _EPOCH = struct.Struct("<Q")
 _COUNT = struct.Struct("<I")
-_MAGIC = b"\x89MCAP0\r\n"
 
 
 def parse_speed(text: str | float) -> float:
@@ -54,30 +54,6 @@ def parse_speed(text: str | float) -> float:
     if not value > 0:
         raise ValueError("speed must be > 0 or 'max'")
     return value
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One recorded message: its times, its topic and its exact wire frames (topic first)."""
-
-    log_time_ns: int
-    """When the recorder received it (ns since the Unix epoch)."""
-    publish_time_ns: int
-    """The block's t0_ns: the time of its first sample."""
-    topic: str
-    kind: str
-    sensor: str
-    frames: tuple[bytes, ...]
-
-    @cached_property
-    def message(self) -> P.Message | P.DecodeError:
-        """The decoded message (decoded once, on first use)."""
-        return P.decode_message(self.frames)
-
-    @property
-    def count(self) -> int:
-        head = block_header(self.frames[1]) if len(self.frames) > 1 else None
-        return head[5] if head else 0
 
 
 def _bump_epoch(frames: tuple[bytes, ...], kind: str, k: int) -> tuple[bytes, ...]:
@@ -95,203 +71,6 @@ def _bump_epoch(frames: tuple[bytes, ...], kind: str, k: int) -> tuple[bytes, ..
     return tuple(out)
 
 
-# --------------------------------------------------------------------------- indexed reader
-
-
-class Recording:
-    """A finished (indexed) recording: channels, time span, and message iterators.
-
-    A torn file (recorder killed, disk full) is refused with a RecordingError that says to run
-    ``radarstream recording repair``: an indexed read of it would silently stop at a random point.
-    """
-
-    def __init__(self, path: str | Path):
-        from mcap.reader import make_reader
-
-        self.path = Path(path)
-        try:
-            with open(self.path, "rb") as f:
-                head = f.read(8)
-                if head != _MAGIC:
-                    what = "empty" if not head else "too short" if len(head) < 8 else "bad magic bytes"
-                    raise RecordingError(f"{self.path}: not an MCAP file ({what})")
-                f.seek(0)
-                try:
-                    summary = make_reader(f).get_summary()
-                except Exception:  # noqa: BLE001 - every tail parse failure means "not finished"
-                    summary = None
-        except OSError as exc:
-            raise RecordingError(f"{self.path}: cannot open: {exc.strerror or exc}") from None
-        if summary is None:
-            raise RecordingError(
-                f"{self.path}: not a finished recording (no MCAP summary/footer: the recorder was killed "
-                f"or the file is truncated). Recover it with `radarstream recording repair {self.path} "
-                f"--out CLEAN.mcap`")
-        self._summary = summary
-        self.channels = {c.id: c for c in summary.channels.values()}
-        st = summary.statistics
-        if st is not None and st.message_count:
-            self.start_ns, self.end_ns = st.message_start_time, st.message_end_time
-        elif summary.chunk_indexes:
-            self.start_ns = min(c.message_start_time for c in summary.chunk_indexes)
-            self.end_ns = max(c.message_end_time for c in summary.chunk_indexes)
-        else:
-            self.start_ns = self.end_ns = 0
-        self.message_counts: dict[str, int] = {}
-        if st is not None:
-            for cid, n in st.channel_message_counts.items():
-                if cid in self.channels:
-                    self.message_counts[self.channels[cid].topic] = n
-        self._parsed: dict[str, tuple[str, str]] = {}
-        for c in self.channels.values():
-            parsed = parse_topic(c.topic)
-            if parsed is not None:
-                self._parsed[c.topic] = parsed
-
-    @property
-    def duration_s(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e9
-
-    def sensors(self, kind: str = "samples") -> list[str]:
-        return sorted({s for k, s in self._parsed.values() if k == kind})
-
-    def topics(self, kinds: Iterable[str] | None = None, sensors: Iterable[str] | None = None) -> list[str]:
-        """Channel topics of the given kinds and sensors (None: all)."""
-        kinds_set = set(kinds) if kinds is not None else None
-        sensor_set = set(sensors) if sensors is not None else None
-        return sorted(t for t, (k, s) in self._parsed.items()
-                      if (kinds_set is None or k in kinds_set) and (sensor_set is None or s in sensor_set))
-
-    def to_ns(self, t_s: float | None, default: int) -> int:
-        """Seconds from the start of the recording -> log time in ns."""
-        return default if t_s is None else self.start_ns + int(round(t_s * 1e9))
-
-    def iter_recorded(self, topics: Sequence[str] | None = None, start_ns: int | None = None,
-                      end_ns: int | None = None) -> Iterator[Recorded]:
-        """Messages in log-time order, ``start_ns <= log_time < end_ns``, each iterator with its own
-        file handle (several may run at once)."""
-        if topics is not None and not topics:
-            return
-        try:
-            if self._chunks_in_order:
-                yield from self._iter_chunks(topics, start_ns, end_ns)
-            else:
-                yield from self._iter_mcap(topics, start_ns, end_ns)
-        except RecordingError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - corrupt chunk: a sentence, not a traceback
-            raise RecordingError(f"{self.path}: unreadable data ({type(exc).__name__}: {exc}); "
-                                 "`radarstream recording repair` recovers what is readable") from None
-
-    @cached_property
-    def _chunks_in_order(self) -> bool:
-        """True when the chunks cover disjoint, increasing log-time ranges (what the recorder
-        writes): reading them in turn, each sorted, is then the log-time order, without a heap."""
-        idx = sorted(self._summary.chunk_indexes, key=lambda c: (c.message_start_time, c.chunk_start_offset))
-        return bool(idx) and all(a.message_end_time <= b.message_start_time for a, b in zip(idx, idx[1:]))
-
-    def _iter_mcap(self, topics: Sequence[str] | None, start_ns: int | None,
-                   end_ns: int | None) -> Iterator[Recorded]:
-        """General path: the mcap package's indexed reader (heap-merged overlapping chunks)."""
-        from mcap.reader import make_reader
-
-        with open(self.path, "rb") as f:
-            for _schema, channel, msg in make_reader(f).iter_messages(
-                    topics=list(topics) if topics is not None else None, log_time_order=True,
-                    starting_at=start_ns, ending_before=end_ns):
-                parsed = self._parsed.get(channel.topic)
-                frames = unpack_frames(msg.data)
-                if parsed is None or frames is None:
-                    continue  # not a radarstream channel, or a payload we cannot unframe
-                yield Recorded(msg.log_time, msg.publish_time, channel.topic, parsed[0], parsed[1],
-                               (channel.topic.encode(), *frames))
-
-    def _iter_chunks(self, topics: Sequence[str] | None, start_ns: int | None,
-                     end_ns: int | None) -> Iterator[Recorded]:
-        """Fast path for in-order chunks: parse message records with ``struct`` straight from the
-        decompressed chunk (the generic reader costs several times more per message)."""
-        lo = -1 if start_ns is None else start_ns
-        hi = 1 << 64 if end_ns is None else end_ns
-        wanted: dict[int, tuple[str, str, str, bytes]] = {}
-        for cid, ch in self.channels.items():
-            parsed = self._parsed.get(ch.topic)
-            if parsed is not None and (topics is None or ch.topic in topics):
-                wanted[cid] = (ch.topic, parsed[0], parsed[1], ch.topic.encode())
-        chunks = sorted(self._summary.chunk_indexes, key=lambda c: (c.message_start_time, c.chunk_start_offset))
-        with open(self.path, "rb") as f:
-            for ci in chunks:
-                if ci.message_end_time < lo or ci.message_start_time >= hi:
-                    continue
-                if ci.message_index_offsets and not any(c in wanted for c in ci.message_index_offsets):
-                    continue
-                f.seek(ci.chunk_start_offset)
-                records = _chunk_records(f.read(ci.chunk_length))
-                found = []
-                pos, size = 0, len(records)
-                while pos < size:
-                    op, length = _REC_HEAD.unpack_from(records, pos)
-                    pos += 9
-                    if op == _OP_MESSAGE:
-                        cid, _seq, log, pub = _MSG_HEAD.unpack_from(records, pos)
-                        if cid in wanted and lo <= log < hi:
-                            found.append((log, pub, cid, records[pos + 22 : pos + length]))
-                    pos += length
-                found.sort(key=_first)  # stable: ties keep file order, like the mcap reader
-                for log, pub, cid, data in found:
-                    frames = unpack_frames(data)
-                    if frames is None:
-                        continue
-                    topic, kind, sensor, tb = wanted[cid]
-                    yield Recorded(log, pub, topic, kind, sensor, (tb, *frames))
-
-
-def _first(item: tuple) -> int:
-    return item[0]
-
-
-_REC_HEAD = struct.Struct("<BQ")
-_MSG_HEAD = struct.Struct("<HIQQ")
-_CHUNK_HEAD = struct.Struct("<QQQII")
-_OP_MESSAGE = 0x05
-_OP_CHUNK = 0x06
-
-
-def _chunk_records(raw: bytes) -> bytes:
-    """The decompressed records of one Chunk record (opcode, length, fields, records)."""
-    op, _length = _REC_HEAD.unpack_from(raw, 0)
-    if op != _OP_CHUNK:
-        raise ValueError(f"chunk index points at opcode 0x{op:02x}")
-    _start, _end, usize, _crc, clen = _CHUNK_HEAD.unpack_from(raw, 9)
-    pos = 9 + _CHUNK_HEAD.size
-    compression = raw[pos : pos + clen].decode()
-    pos += clen
-    (rlen,) = _EPOCH.unpack_from(raw, pos)
-    data = raw[pos + 8 : pos + 8 + rlen]
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=usize)
-    if compression == "lz4":
-        import lz4.frame
-
-        return lz4.frame.decompress(data)
-    if compression == "":
-        return data
-    raise ValueError(f"unsupported chunk compression {compression!r}")
-
-
-def iter_messages(
-    path: str | Path,
-    kinds: Sequence[str] | str | None = None,
-    sensors: Sequence[str] | None = None,
-    start: float | None = None,
-    end: float | None = None,
-) -> Iterator[Recorded]:
-    """Recorded messages in log-time order; ``start``/``end`` in seconds from the beginning of the
-    recording (end exclusive). ``kinds=None`` means every kind."""
-    rec = Recording(path)
-    topics = rec.topics(parse_kinds(kinds) if kinds is not None else None, sensors)
-    yield from rec.iter_recorded(topics, rec.to_ns(start, rec.start_ns), rec.to_ns(end, rec.end_ns + 1))
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -686,7 +465,7 @@ class ReplayController:
     ):
         import zmq
 
-        from streamer.recording_format import attach
+        from streamer.recording.format import attach
 
         self.replayer = Replayer(path, kinds=kinds, sensors=sensors, speed="max" if speed is None else speed,
                                  loop=loop)

@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from models.bundle import load_model, shipped_weights_dir
 from models.weights import check_onnx_file
-from streamer.backends.base import StepBackend
+from streamer.live.backends.base import StepBackend
 
 
 def session_options(threads: int = 1) -> ort.SessionOptions:

@@ -42,11 +42,11 @@ BACKENDS = ("onnx", "torch")
 def make_backend(name: str = BACKENDS[0], weights_dir: str | Path | None = None, *, threads: int = 1) -> StepBackend:
     """A backend over the causal model in ``weights_dir`` (default: the shipped weights)."""
     if name == "torch":
-        from streamer.backends.torch_backend import TorchBackend
+        from streamer.live.backends.torch_backend import TorchBackend
 
         return TorchBackend.from_weights(weights_dir, threads=threads)
     if name == "onnx":
-        from streamer.backends.onnx_backend import OnnxBackend
+        from streamer.live.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend.from_weights(weights_dir, threads=threads)
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")

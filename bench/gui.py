@@ -106,7 +106,7 @@ class _Source:
     def __init__(self, win, cfg: BenchConfig, weights: Path):
         from gui.stream import GateTracker
         from gui.worker import load_gate_model
-        from streamer.simulator import RadarConfig, StreamSimulator, sensor_seeds
+        from streamer.sim.simulator import RadarConfig, StreamSimulator, sensor_seeds
 
         self.cfg = cfg
         self.sims = [StreamSimulator(RadarConfig(rate_hz=cfg.rate_hz), s) for s in sensor_seeds(cfg.seed, cfg.sensors)]
@@ -227,7 +227,7 @@ def _live(cfg: BenchConfig, weights: Path, progress: Callable[[str], None]) -> d
     from gui.stream import ReceiverConfig
     from gui.window import MainWindow, WindowConfig
     from gui.worker import WorkerConfig
-    from streamer.simulator import RadarConfig
+    from streamer.sim.simulator import RadarConfig
 
     progress(f"part 2: live feed + service, {cfg.live_s:g} s")
     ctx = mp.get_context("spawn")
@@ -299,7 +299,7 @@ def _live(cfg: BenchConfig, weights: Path, progress: Callable[[str], None]) -> d
 
 
 def markdown(r: BenchResult, command: str) -> str:
-    from tools.benchdoc import machine_line
+    from bench.doc import machine_line
 
     c = r.config
     fm = r.frame_ms

@@ -2,7 +2,7 @@
 
 The recorder SUBscribes to one or more feeds, decodes every message with the protocol's decoder
 (malformed ones are counted, never written), and appends the exact wire frames to an MCAP file
-(layout: :mod:`streamer.recording_format`, docs/recording.md).
+(layout: :mod:`streamer.recording.format`, docs/recording.md).
 
 Bounded loss: the MCAP writer only puts a chunk on disk when it closes it, and a killed process
 leaves no footer. So every ``flush_interval_s`` the recorder closes the chunk in progress, writes
@@ -30,9 +30,9 @@ import zmq
 from mcap.records import MessageIndex
 from mcap.writer import CompressionType, Writer
 
-from streamer import protocol as P
-from streamer.publisher import FeedConfig, SimulatedFeed
-from streamer.recording_format import (
+from streamer.wire import protocol as P
+from streamer.sim.publisher import FeedConfig, SimulatedFeed
+from streamer.recording.format import (
     DEFAULT_KINDS,
     ENCODING,
     GAP_KINDS,
@@ -345,7 +345,7 @@ class Recorder:
         return th
 
     def _open(self) -> zmq.Socket:
-        from streamer.recording_format import attach
+        from streamer.recording.format import attach
 
         cfg = self.config
         sub = self.ctx.socket(zmq.SUB)

@@ -26,8 +26,8 @@ from mcap.records import Channel, Chunk, Header, Message, Metadata, Schema
 from mcap.stream_reader import breakup_chunk
 from mcap.writer import Writer
 
-from streamer import protocol as P
-from streamer.recording_format import GAP_KINDS, RecordingError, block_header, parse_topic, unpack_frames
+from streamer.wire import protocol as P
+from streamer.recording.format import GAP_KINDS, RecordingError, block_header, parse_topic, unpack_frames
 
 __all__ = ["ChannelReport", "FileReport", "scan", "repair", "is_complete", "recorded_record_gaps", "MAX_LISTED_GAPS"]
 

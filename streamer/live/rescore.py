@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from streamer import protocol as P
+from streamer.wire import protocol as P
 
 log = logging.getLogger("radarstream.rescore")
 
@@ -146,7 +146,7 @@ class BidirScorer:
         if backend == "onnx":
             import tempfile
 
-            from streamer.backends.onnx_backend import checked_session
+            from streamer.live.backends.onnx_backend import checked_session
 
             path = base / "bidir.onnx"
             if not path.is_file():

@@ -22,15 +22,15 @@ from typing import Callable
 import numpy as np
 import zmq
 
-from streamer import protocol as P
-from streamer.backends.base import StepBackend
-from streamer.endpoints import attach  # noqa: F401  (re-exported: streamer.service.attach)
-from streamer.engine import Event, Run, StreamEngine, StreamPolicy
+from streamer.wire import protocol as P
+from streamer.live.backends.base import StepBackend
+from streamer.wire.endpoints import attach  # noqa: F401  (re-exported: streamer.live.service.attach)
+from streamer.live.engine import Event, Run, StreamEngine, StreamPolicy
 from models.hybrid import OnlineHybrid
-from streamer.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
-from streamer.metrics import DelayedLabelMetrics
-from streamer.rescore import RescoreConfig, Rescorer
-from streamer.security import Curve, CurveConfig, endpoint_mode, exposure_warning, socket_role
+from streamer.live.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
+from streamer.live.metrics import DelayedLabelMetrics
+from streamer.live.rescore import RescoreConfig, Rescorer
+from streamer.wire.security import Curve, CurveConfig, endpoint_mode, exposure_warning, socket_role
 
 log = logging.getLogger("radarstream.serve")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from streamer import protocol as P
-from streamer.simulator import RadarConfig, StreamSimulator, sensor_seeds
+from streamer.wire import protocol as P
+from streamer.sim.simulator import RadarConfig, StreamSimulator, sensor_seeds
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Offline scoring: run recorded or simulated samples through the same engine as ``serve``.
 
 ``score_messages`` feeds decoded samples blocks, in their recorded order, to a
-:class:`~streamer.engine.StreamEngine` over the same backend the service uses (so gaps, epochs,
+:class:`~streamer.live.engine.StreamEngine` over the same backend the service uses (so gaps, epochs,
 duplicates and restarts are handled exactly as live), then adds per sample the classical and
 hybrid estimates (as ``serve`` computes them, see ``StreamService._hybrid``) and the bidirectional
-re-score (windows cut by the same :class:`~streamer.rescore.WindowAssembler` as ``serve
+re-score (windows cut by the same :class:`~streamer.live.rescore.WindowAssembler` as ``serve
 --rescore``; each sample takes the estimate of the *last* window covering it).
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from streamer import protocol as P
+from streamer.wire import protocol as P
 
 BASE_COLUMNS = ("sensor", "seq", "time_ns", "amplitude", "distance", "causal", "causal_m", "bidir",
                 "classical", "hybrid")
@@ -103,13 +103,13 @@ def score_messages(
 ) -> ScoreResult:
     """Score multipart messages (``[topic, samples block, truth block?]``, as on the wire) in order.
 
-    ``backend`` is a causal :class:`~streamer.backends.base.StepBackend` (``make_backend``).
+    ``backend`` is a causal :class:`~streamer.live.backends.base.StepBackend` (``make_backend``).
     Messages are fed to the engine in batches of ``drain`` (as the service drains its socket; the
     engine's output does not depend on the split). Messages that do not decode, or are not
     samples, are skipped (``rejected``)."""
     from models.hybrid import OnlineHybrid
-    from streamer.engine import StreamEngine, StreamPolicy
-    from streamer.rescore import WindowAssembler
+    from streamer.live.engine import StreamEngine, StreamPolicy
+    from streamer.live.rescore import WindowAssembler
 
     if window < 2 or not 0 < hop <= window:
         raise ScoreError("need --window >= 2 and 0 < --hop <= --window")
@@ -141,7 +141,7 @@ def score_messages(
         if not pending:
             return
         if not scorer:
-            from streamer.rescore import BidirScorer
+            from streamer.live.rescore import BidirScorer
 
             scorer.append(BidirScorer(weights_dir, bidir_backend))
         for k in range(0, len(pending), 32):
@@ -242,7 +242,7 @@ def _columns(rows: list[_RunRows], r_max: float, has_truth: bool) -> dict[str, n
 def simulated_frames(seconds: float, seed: int, sensors: int, samples_per_message: int = 1,
                      epoch: int | None = None) -> tuple[Iterable[list[bytes]], int]:
     """The messages ``radarstream simulate --duration SECONDS`` would publish, and their count."""
-    from streamer.publisher import FeedConfig, SimulatedFeed
+    from streamer.sim.publisher import FeedConfig, SimulatedFeed
 
     if seconds <= 0 or sensors < 1 or samples_per_message < 1:
         raise ScoreError("--simulate needs SECONDS > 0, --sensors >= 1 and --samples-per-message >= 1")
@@ -259,8 +259,8 @@ def simulated_frames(seconds: float, seed: int, sensors: int, samples_per_messag
 
 def recorded_frames(path: str | Path) -> tuple[Iterable[tuple[bytes, ...]], int | None]:
     """The samples messages of a recording in log-time order (truth frame included when recorded)."""
-    from streamer.recording_format import RecordingError
-    from streamer.replay import Recording, iter_messages
+    from streamer.recording.format import RecordingError
+    from streamer.recording.replay import Recording, iter_messages
 
     p = Path(path)
     if not p.exists():

@@ -16,7 +16,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Final
 
-from streamer import protocol as P
+from streamer.wire import protocol as P
 
 __all__ = [
     "ENCODING",
@@ -154,4 +154,4 @@ def schema_data(kind: str) -> bytes:
     return json.dumps(doc, indent=1).encode("utf-8")
 
 
-from streamer.endpoints import attach  # noqa: E402,F401  (re-exported for the recorder and replayer)
+from streamer.wire.endpoints import attach  # noqa: E402,F401  (re-exported for the recorder and replayer)

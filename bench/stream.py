@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import zmq
 
-from streamer import protocol as P
-from streamer.backends import make_backend
-from streamer.publisher import FeedConfig, SimulatedFeed, publish
-from streamer.rescore import RescoreConfig
-from streamer.service import ServiceConfig, StreamService
-from streamer.simulator import RadarConfig, StreamSimulator
+from streamer.wire import protocol as P
+from streamer.live.backends import make_backend
+from streamer.sim.publisher import FeedConfig, SimulatedFeed, publish
+from streamer.live.rescore import RescoreConfig
+from streamer.live.service import ServiceConfig, StreamService
+from streamer.sim.simulator import RadarConfig, StreamSimulator
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def socket_scenario(weights, backend: str, name: str, sensors: int, per_message:
 
 def rescore_cost(weights, quick: bool) -> list[dict]:
     """Bidirectional re-scoring cost per window, both backends, W = 512 and 1024."""
-    from streamer.rescore import BidirScorer
+    from streamer.live.rescore import BidirScorer
 
     x = StreamSimulator(RadarConfig(), 4).read(1024).samples
     rows = []

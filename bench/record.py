@@ -4,10 +4,10 @@ Both figures cross a real TCP socket on 127.0.0.1 and a second process, so that 
 (or the receiver) does not share the recorder's (or the replayer's) interpreter lock:
 
 * record: a publisher process pushes ``samples`` messages (with truth) as fast as it can, or at a
-  paced rate, into a :class:`~streamer.recording.Recorder`; sent vs received vs written are counted.
+  paced rate, into a :class:`~streamer.recording.writer.Recorder`; sent vs received vs written are counted.
   PUB/SUB drops at the high-water mark, so ``sent - received`` is exactly what the recorder could not
   keep up with (and the recorder's own ``record_gap`` events say the same).
-* replay: a file made by :func:`~streamer.recording.simulate_to_file` is published at ``--speed max``
+* replay: a file made by :func:`~streamer.recording.writer.simulate_to_file` is published at ``--speed max``
   into a receiver process that counts what arrives.
 """
 
@@ -24,9 +24,9 @@ from typing import Any
 
 import zmq
 
-from streamer.publisher import FeedConfig, SimulatedFeed
-from streamer.recording import Recorder, RecorderConfig, simulate_to_file
-from streamer.replay import Replayer, publish_recording
+from streamer.sim.publisher import FeedConfig, SimulatedFeed
+from streamer.recording.writer import Recorder, RecorderConfig, simulate_to_file
+from streamer.recording.replay import Replayer, publish_recording
 
 __all__ = ["RecordBenchRow", "RecordingBench", "bench_recording"]
 
