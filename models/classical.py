@@ -22,6 +22,7 @@ Conventions shared by every solver here:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = (
     "CPAFitResult",
     "RecursiveCPAFit",
     "StreamingCPAEstimator",
+    "CPA_OUTPUTS",
     "fit_cpa",
     "fit_cpa_weighted_ls",
     "with_fallback",
@@ -150,6 +152,10 @@ class CPAFitResult:
     """Samples in the final fit (RANSAC/gating survivors)."""
     rms_residual_m: float
     """RMS range residual of the samples in the fit, metres (see each solver for its weighting)."""
+    dmin_std_m: float = math.nan
+    """Standard deviation of dmin_m from the weighted least-squares covariance (range noise σ
+    propagated through Dmin² = c − b²/4a), metres; NaN when unknown. It describes the noise of a
+    straight-line fit only: a manoeuvring target fitted by the wrong model is not covered."""
 
     def coefficients_about(self, t_ref: float) -> tuple[float, float, float]:
         """(a, b, c) re-expressed about another reference time, to compare fits made about
@@ -190,6 +196,7 @@ def _result_from_scaled(
     n_detections: int,
     n_inliers: int,
     rms: float,
+    std_norm: float = math.nan,
 ) -> CPAFitResult:
     """Convert ρ² = c2 τ² + c1 τ + c0 (τ = (t − t_ref)/t_scale, ρ = R/r_max) to physical units.
 
@@ -220,7 +227,41 @@ def _result_from_scaled(
         n_detections=n_detections,
         n_inliers=n_inliers,
         rms_residual_m=rms,
+        dmin_std_m=cfg.r_max * std_norm,
     )
+
+
+def _dmin_std(coef: tuple[float, float, float], ldl: tuple[float, float, float, float, float, float],
+              sigma: float) -> float:
+    """σ of Dmin (ρ units) for the fit ``coef`` whose normal matrix M = XᵀWX has the LDLᵀ factors
+    ``ldl``, with weights w = 1/ρ² and range noise σ (ρ units).
+
+    With w = 1/ρ², the weighted R² residual is twice the range residual, so Cov(θ) = 4σ² M⁻¹;
+    g = ∇(Dmin²) = (1, −c1/2c2, c1²/4c2²) gives var(Dmin²) = 4σ² gᵀM⁻¹g (gᵀM⁻¹g = Σ zᵢ²/dᵢ with
+    L z = g). Then σ(Dmin) = s / (2 Dmin + √s), s = σ(Dmin²): the delta method s/(2 Dmin) away
+    from zero, √s near a collision where the square root is not linear."""
+    c0, c1, c2 = coef
+    if not c2 > 0.0:
+        return math.nan
+    l10, l20, l21, d0, d1, d2 = ldl
+    g1 = -c1 / (2.0 * c2)
+    g2 = g1 * g1
+    z0 = 1.0
+    z1 = g1 - l10 * z0
+    z2 = g2 - l20 * z0 - l21 * z1
+    q = z0 * z0 / d0 + z1 * z1 / d1 + z2 * z2 / d2
+    if not (q >= 0.0 and math.isfinite(q)):
+        return math.nan
+    s_d2 = 2.0 * sigma * math.sqrt(q)
+    dmin2 = c0 - c1 * c1 / (4.0 * c2)
+    dmin = math.sqrt(dmin2) if dmin2 > 0.0 else 0.0
+    return s_d2 / (2.0 * dmin + math.sqrt(s_d2))
+
+
+def _ldl_of(powers_w: np.ndarray) -> tuple[float, float, float, float, float, float] | None:
+    """LDLᵀ factors of the Hankel normal matrix from its five moments Σw·τ^k."""
+    sol = _ldl_solve(*powers_w.tolist(), 0.0, 0.0, 0.0)
+    return None if sol is None else sol[1]
 
 
 def _as_1d_pair(t: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -437,7 +478,8 @@ def fit_cpa_weighted_ls(
     e = x @ coef - y
     wy = float(np.dot(w, y))
     rms = config.r_max * math.sqrt(float(np.dot(w, e * e)) / (4.0 * wy)) if wy > 0 else math.nan
-    return _result_from_scaled(*map(float, coef), t_ref, t_scale, config, n_det, n_use, rms)
+    std = _batch_std(coef, x[:, 1], w, rms, config)
+    return _result_from_scaled(*map(float, coef), t_ref, t_scale, config, n_det, n_use, rms, std)
 
 
 def fit_cpa(
@@ -491,7 +533,20 @@ def fit_cpa(
     res_in = _range_residual(coef, tau[inl], rho[inl])
     rms = config.r_max * math.sqrt(float(np.mean(res_in * res_in)))
     n_in = int(inl.sum())
-    return _result_from_scaled(*map(float, coef), t_ref, t_scale, config, n_det, n_in, rms)
+    std = _batch_std(coef, tau[inl], w_all[inl], rms, config)
+    return _result_from_scaled(*map(float, coef), t_ref, t_scale, config, n_det, n_in, rms, std)
+
+
+def _batch_std(coef: np.ndarray, tau: np.ndarray, w: np.ndarray, rms_m: float, cfg: CPAFitConfig) -> float:
+    """σ(Dmin) in ρ units of a batch fit: moments of its weights, σ = the residual RMS floored at
+    the nominal range noise (a handful of points can fit better than the noise allows)."""
+    tau2 = tau * tau
+    moments = np.stack([np.ones_like(tau), tau, tau2, tau2 * tau, tau2 * tau2]) @ w
+    ldl = _ldl_of(moments)
+    if ldl is None or not math.isfinite(rms_m):
+        return math.nan
+    sigma = max(rms_m, cfg.sigma_m) / cfg.r_max
+    return _dmin_std(tuple(map(float, coef)), ldl, sigma)
 
 
 def with_fallback(result: CPAFitResult, prior_norm: float) -> float:
@@ -582,8 +637,31 @@ class RecursiveCPAFit:
         c0, c1, c2 = self._coef
         return _result_from_scaled(
             c0, c1, c2, self._t0, self._cfg.time_scale_s, self._cfg,
-            self._n_det, self._n_acc, self._rms_m(),
+            self._n_det, self._n_acc, self._rms_m(), self.dmin_std_norm(),
         )  # fmt: skip
+
+    def dmin_std_norm(self) -> float:
+        """σ of the current dmin_norm (see :func:`_dmin_std`), with the fit's gating σ (its
+        running residual RMS, clipped to [sigma_m, sigma_max_m]); NaN without a valid fit."""
+        if self._coef is None:
+            return math.nan
+        return _dmin_std(self._coef, self._ldl, self._sig)
+
+    _STATE = ("_rng", "_n_det", "_n_rej", "_buffer", "_rejected", "_tracking", "_boot_failure", "_t0",
+              "_s0", "_s1", "_s2", "_s3", "_s4", "_b0", "_b1", "_b2", "_yy", "_n_acc", "_consec",
+              "_coef", "_ldl", "_sig", "_dmin_norm", "_hist")
+
+    def get_state(self) -> dict:
+        """Everything the fit carries (sums, buffers, RNG), as a snapshot sharing nothing."""
+        return copy.deepcopy({k: getattr(self, k) for k in self._STATE})
+
+    def set_state(self, state: dict) -> None:
+        """Resume from :meth:`get_state` (of a fit with the same config)."""
+        missing = set(self._STATE) - set(state)
+        if missing:
+            raise ValueError(f"RecursiveCPAFit state lacks {sorted(missing)}")
+        for k, v in copy.deepcopy(state).items():
+            setattr(self, k, v)
 
     @property
     def config(self) -> CPAFitConfig:
@@ -773,6 +851,14 @@ class RecursiveCPAFit:
         return self._cfg.r_max * math.sqrt(self._rss() / (4.0 * self._b0))
 
 
+CPA_OUTPUTS: tuple[str, ...] = ("dmin_norm", "dmin_std_norm", "cpa_passed")
+"""Columns of :meth:`StreamingCPAEstimator.update`'s output."""
+
+_CLOCK_TOLERANCE_NS = 1_000
+"""Gaps are compared with this slack: a gap of exactly ``gap_s`` must not become a new encounter
+or not depending on how a clock rounds (sub-microsecond differences are rounding, not time)."""
+
+
 class StreamingCPAEstimator:
     """Runs :class:`RecursiveCPAFit` over a continuous stream with noise-only gaps.
 
@@ -780,73 +866,102 @@ class StreamingCPAEstimator:
     (fresh fit, fresh RNG), so encounters never contaminate each other. Per-sample output is the
     current encounter's dmin_norm; NaN where it has no valid fit, and NaN once more than ``gap_s``
     has passed since the last detection (the encounter is over). Times must be non-decreasing,
-    also across ``process`` calls; the output does not depend on how the stream is chunked.
+    also across calls; the output does not depend on how the stream is chunked.
+
+    Online vocabulary (radarstream.online): ``update(block)`` takes integer-nanosecond times and
+    returns ``[T, 3]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
+    ``cpa_margin_s`` behind). The fit runs on seconds since the stream's first sample, taken as an
+    integer difference, so the output does not depend on the clock's origin. ``process`` is the
+    older float-seconds spelling of the same loop.
     """
 
-    def __init__(self, config: CPAFitConfig = CPAFitConfig(), gap_s: float = 2.0):
+    def __init__(self, config: CPAFitConfig = CPAFitConfig(), gap_s: float = 2.0, *, cpa_margin_s: float = 0.5):
         if not (math.isfinite(gap_s) and gap_s > 0):
             raise ValueError(f"gap_s must be finite and > 0, got {gap_s!r}")
         self._fit = RecursiveCPAFit(config)
-        self._gap = float(gap_s)
+        self._gap_ns = int(round(gap_s * 1e9))
+        self.cpa_margin_s = float(cpa_margin_s)
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream."""
         self._fit.reset()
-        self._t_last_sample = -math.inf
-        self._t_last_det = math.nan
-        self._last_est = math.nan
-        self._last_passed = False
+        self._origin_ns: int | None = None  # first detection of the current encounter
+        self._last_sample_ns: int | None = None
+        self._last_det_ns: int | None = None
+        self._last = (math.nan, math.nan, 0.0)
 
     def current(self) -> CPAFitResult:
         """The current (or, until the next detection, the last) encounter's fit."""
         return self._fit.estimate()
 
+    def get_state(self) -> dict:
+        return {"fit": self._fit.get_state(), "origin_ns": self._origin_ns, "last_sample_ns": self._last_sample_ns,
+                "last_det_ns": self._last_det_ns, "last": self._last}
+
+    def set_state(self, state: dict) -> None:
+        self._fit.set_state(state["fit"])
+        self._origin_ns, self._last_sample_ns = state["origin_ns"], state["last_sample_ns"]
+        self._last_det_ns, self._last = state["last_det_ns"], tuple(state["last"])
+
+    def update(self, block) -> np.ndarray:
+        """``[T, 3]`` :data:`CPA_OUTPUTS` after each sample of ``block`` (a radarstream.online.Block)."""
+        return self._run(np.asarray(block.t_ns, np.int64), np.asarray(block.x[:, 1], np.float64), self.cpa_margin_s)
+
     def process(
         self, t: np.ndarray, distance: np.ndarray, *, cpa_margin_s: float | None = None
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """dmin_norm estimate after each sample. Only detections enter the Python loop; the
-        no-detection samples are filled by vectorised forward-fill + gap masking.
-
-        With ``cpa_margin_s`` also returns, per sample, whether the fit's CPA was passed by at
-        least that margin at the latest detection (see :meth:`RecursiveCPAFit.cpa_passed`)."""
+        """dmin_norm after each sample, times in float seconds (and, with ``cpa_margin_s``,
+        whether the fit's CPA was passed by that margin at the latest detection). The fit sees
+        these times as given; gaps are judged on them rounded to the nanosecond."""
         t_arr, d_arr = _as_1d_pair(t, distance)
-        n = t_arr.size
-        if n == 0:
-            return np.empty(0, dtype=np.float64)
         if not np.all(np.isfinite(t_arr)):
             raise ValueError("sample times must be finite")
-        if t_arr[0] < self._t_last_sample or np.any(np.diff(t_arr) < 0):
+        margin = self.cpa_margin_s if cpa_margin_s is None else float(cpa_margin_s)
+        out = self._run(np.round(t_arr * 1e9).astype(np.int64), d_arr, margin, t_arr)
+        return (out[:, 0], out[:, 2] > 0.5) if cpa_margin_s is not None else out[:, 0]
+
+    def _run(self, t_ns: np.ndarray, d_arr: np.ndarray, margin_s: float, t_s: np.ndarray | None = None) -> np.ndarray:
+        """The loop: only detections enter Python; other samples are filled by vectorised
+        forward-fill + gap masking. Without ``t_s`` the fit runs on seconds since its encounter's
+        first detection, an integer difference (exact, whatever the clock's origin)."""
+        n = t_ns.size
+        out = np.full((n, 3), np.nan)
+        out[:, 2] = 0.0
+        if n == 0:
+            return out
+        if (self._last_sample_ns is not None and t_ns[0] < self._last_sample_ns) or np.any(np.diff(t_ns) < 0):
             raise ValueError("sample times must be non-decreasing")
-        det_idx = np.flatnonzero(_detection_mask(t_arr, d_arr))
-        t_det = t_arr[det_idx]
-        est_det = np.empty(det_idx.size, dtype=np.float64)
-        passed_det = np.zeros(det_idx.size, dtype=bool)
-        want_passed = cpa_margin_s is not None
-        fit, gap = self._fit, self._gap
+        det_idx = np.flatnonzero(np.isfinite(d_arr) & (d_arr >= 0.0))
+        det_ns = t_ns[det_idx]
+        det_s = None if t_s is None else t_s[det_idx].tolist()
+        res_det = np.empty((det_idx.size, 3))
+        fit, limit = self._fit, self._gap_ns + _CLOCK_TOLERANCE_NS
         push = fit._push
-        t_last = self._t_last_det
-        for k, (ti, di) in enumerate(zip(t_det.tolist(), d_arr[det_idx].tolist())):
-            if ti - t_last > gap:  # False while t_last is NaN (nothing to reset yet)
-                fit.reset()
-            est_det[k] = push(ti, di)
-            if want_passed:
-                passed_det[k] = fit.cpa_passed(ti, cpa_margin_s)
-            t_last = ti
-        # forward-fill each sample with the estimate/time of the latest detection at or before it
+        last, start = self._last_det_ns, self._origin_ns
+        for k, (tn, di) in enumerate(zip(det_ns.tolist(), d_arr[det_idx].tolist())):
+            if last is None or tn - last > limit:
+                if last is not None:
+                    fit.reset()
+                start = tn
+            ts = (tn - start) * 1e-9 if det_s is None else det_s[k]
+            est = push(ts, di)
+            res_det[k] = est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s))
+            last = tn
+        # each sample takes the outputs of the latest detection at or before it, unless stale
         pos = np.searchsorted(det_idx, np.arange(n), side="right") - 1
         have = pos >= 0
-        src_t = np.where(have, t_det[np.maximum(pos, 0)] if det_idx.size else 0.0, self._t_last_det)
-        src_v = np.where(have, est_det[np.maximum(pos, 0)] if det_idx.size else 0.0, self._last_est)
-        with np.errstate(invalid="ignore"):
-            stale = ~(t_arr - src_t <= gap)  # NaN src_t (no detection ever) ⇒ stale
-        out = np.where(stale, np.nan, src_v)
-        if want_passed:
-            src_p = np.where(have, passed_det[np.maximum(pos, 0)] if det_idx.size else False, self._last_passed)
-            passed = src_p & ~stale
-        self._t_last_sample = float(t_arr[-1])
         if det_idx.size:
-            self._t_last_det = float(t_det[-1])
-            self._last_est = float(est_det[-1])
-            self._last_passed = bool(passed_det[-1])
-        return (out, passed) if want_passed else out
+            src_ns = np.where(have, det_ns[np.maximum(pos, 0)], self._last_det_ns or 0)
+            src = np.where(have[:, None], res_det[np.maximum(pos, 0)], np.asarray(self._last))
+        else:
+            src_ns = np.full(n, self._last_det_ns or 0, np.int64)
+            src = np.broadcast_to(np.asarray(self._last), (n, 3))
+        known = have | (self._last_det_ns is not None)
+        fresh = known & (t_ns - src_ns <= limit)
+        out[fresh] = src[fresh]
+        self._last_sample_ns = int(t_ns[-1])
+        if det_idx.size:
+            self._last_det_ns, self._origin_ns = int(det_ns[-1]), start
+            self._last = tuple(float(v) for v in res_det[-1])
+        return out

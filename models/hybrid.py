@@ -33,18 +33,70 @@ def hybrid_whole(fit: CPAFitResult, t_first: float, t_last: float, lstm_norm: fl
     return float(lstm_norm), "lstm"
 
 
+HYBRID_OUTPUTS: tuple[str, ...] = ("classical", "classical_std", "hybrid", "hybrid_std")
+"""Columns of :meth:`OnlineHybrid.update`'s output (normalised Dmin and standard deviations)."""
+
+
 class OnlineHybrid:
     """Per-sample hybrid over a continuous stream: a :class:`StreamingCPAEstimator` beside the
-    causal LSTM. ``process`` returns the classical and hybrid estimates for each sample."""
+    causal LSTM.
+
+    Online vocabulary (radarstream.online): ``update(block)`` with the LSTM's estimate in
+    ``block.estimate`` (``[T]``, or ``[T, 2]`` with its σ) returns ``[T, 4]`` =
+    :data:`HYBRID_OUTPUTS`. ``process`` is the older float-seconds spelling."""
 
     def __init__(self, config: CPAFitConfig = CPAFitConfig(), rule: HybridRule = HybridRule(), gap_s: float = 2.0):
         self.rule = rule
-        self.classical = StreamingCPAEstimator(config, gap_s=gap_s)
+        self.classical = StreamingCPAEstimator(config, gap_s=gap_s, cpa_margin_s=rule.margin_s)
 
     def reset(self) -> None:
         self.classical.reset()
+
+    def get_state(self) -> dict:
+        return self.classical.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self.classical.set_state(state)
+
+    def update(self, block) -> np.ndarray:
+        if block.estimate is None:
+            raise ValueError("OnlineHybrid.update needs the LSTM estimate in block.estimate")
+        lstm = np.asarray(block.estimate, np.float64)
+        y, y_std = (lstm[:, 0], lstm[:, 1]) if lstm.ndim == 2 else (lstm, np.full(lstm.shape[0], np.nan))
+        cpa = self.classical.update(block)
+        use = (cpa[:, 2] > 0.5) & np.isfinite(cpa[:, 0])
+        return np.stack([cpa[:, 0], cpa[:, 1], np.where(use, cpa[:, 0], y), np.where(use, cpa[:, 1], y_std)], axis=1)
 
     def process(self, t_s: np.ndarray, distance: np.ndarray, y_lstm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         est, passed = self.classical.process(t_s, distance, cpa_margin_s=self.rule.margin_s)
         use = passed & np.isfinite(est)
         return est, np.where(use, est, y_lstm)
+
+
+class HybridBank:
+    """One :class:`OnlineHybrid` per sensor, as ``serve`` and ``score`` run it: created on a
+    sensor's first run, reset when the engine reset the sensor's state, and started over when a
+    bad sensor clock goes backwards without a reset."""
+
+    def __init__(self, config: CPAFitConfig = CPAFitConfig(), rule: HybridRule = HybridRule(), gap_s: float = 2.0):
+        self._make = lambda: OnlineHybrid(config, rule, gap_s)  # noqa: E731
+        self._by_sensor: dict[str, OnlineHybrid] = {}
+
+    def update(self, sensor: str, block, *, reset_before: bool = False) -> np.ndarray:
+        """``[T, 4]`` :data:`HYBRID_OUTPUTS` for ``block`` of ``sensor``."""
+        hyb = self._by_sensor.get(sensor)
+        if hyb is None:
+            hyb = self._by_sensor[sensor] = self._make()
+        elif reset_before:
+            hyb.reset()
+        try:
+            return hyb.update(block)
+        except ValueError:  # times went backwards without a reset: start over
+            hyb.reset()
+            return hyb.update(block)
+
+    def forget(self, sensor: str) -> None:
+        self._by_sensor.pop(sensor, None)
+
+    def __len__(self) -> int:
+        return len(self._by_sensor)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from radarstream.online import Block
 from streamer.live.backends.base import StepBackend
 
 
@@ -60,6 +61,13 @@ class Run:
     truth: np.ndarray | None = None  # [T, 4] ground truth when the source sent it (NaN rows: none)
 
 
+def run_block(run: Run) -> Block:
+    """A run as an online-vocabulary block (radarstream.online): its samples, their times, the
+    truth, and the causal estimate for the estimators that combine with it."""
+    t_ns = run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.int64)
+    return Block(t_ns, run.x, run.truth, run.y)
+
+
 @dataclass
 class SensorState:
     """What the engine carries per sensor: a slot in the state pool and where the stream is."""
@@ -85,6 +93,17 @@ class _Pending:
     reset_before: bool
     count: int = 0
     truth: list[np.ndarray | None] = field(default_factory=list)
+
+
+def model_input(x: np.ndarray, period_ns: list[int], input_size: int) -> np.ndarray:
+    """The backend's input: raw ``[amplitude, distance]`` samples ``x [B, T, 2]``, plus a third
+    channel ``period_s`` (each run's sample period, seconds) for models that take it. Stateless:
+    a run's input depends only on its own samples and period, so any split gives the same."""
+    if input_size != 3:
+        return x
+    period = np.asarray(period_ns, np.float64).astype(np.float32) * np.float32(1e-9)
+    col = np.broadcast_to(period[:, None, None], (x.shape[0], x.shape[1], 1))
+    return np.concatenate([x, col.astype(np.float32)], axis=2)
 
 
 class StatePool:
@@ -284,7 +303,7 @@ class StreamEngine:
             x = np.stack([p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts) for p in group])
         h = self.pool.h[:, slots]
         c = self.pool.c[:, slots]
-        y, hn, cn = self.backend.run(x, h, c)
+        y, hn, cn = self.backend.run(model_input(x, [p.period_ns for p in group], self.backend.input_size), h, c)
         self.pool.h[:, slots] = hn
         self.pool.c[:, slots] = cn
         self.calls[(len(group), t)] += 1

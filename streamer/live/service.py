@@ -25,8 +25,8 @@ import zmq
 from streamer.wire import protocol as P
 from streamer.live.backends.base import StepBackend
 from streamer.wire.endpoints import attach  # noqa: F401  (re-exported: streamer.live.service.attach)
-from streamer.live.engine import Event, Run, StreamEngine, StreamPolicy
-from models.hybrid import OnlineHybrid
+from streamer.live.engine import Event, Run, StreamEngine, StreamPolicy, run_block
+from models.hybrid import HybridBank
 from streamer.live.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
 from streamer.live.metrics import DelayedLabelMetrics
 from streamer.live.rescore import RescoreConfig, Rescorer
@@ -158,7 +158,7 @@ class StreamService:
         self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=config.metrics)
         self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
         self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx) if config.rescore else None
-        self._hybrids: dict[str, OnlineHybrid] = {}
+        self._hybrids = HybridBank()
         h = config.health
         self.lag = LagMonitor(h.lag_threshold_s, empty_at=time.monotonic())
         self.silence = SilenceMonitor(h.silence_intervals, h.silence_min_s)
@@ -400,18 +400,8 @@ class StreamService:
 
     def _hybrid(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
         """Classical and hybrid estimates of a run (see models/hybrid.py for the rule)."""
-        hyb = self._hybrids.get(run.sensor)
-        if hyb is None:
-            hyb = self._hybrids[run.sensor] = OnlineHybrid()
-        elif run.reset_before:
-            hyb.reset()
-        # integer ns first: float64 cannot hold a wall-clock ns timestamp exactly (ulp 256 ns)
-        t_s = (run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.int64)) * 1e-9
-        try:
-            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
-        except ValueError:  # times went backwards without a reset (bad sensor clock): start over
-            hyb.reset()
-            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
+        out = self._hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
+        return out[:, 0], out[:, 2]
 
     def _forward_rescores(self, results: zmq.Socket, pub: zmq.Socket) -> None:
         """Publish what the re-scoring thread finished (this thread owns the PUB socket)."""

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from radarstream.errors import RadarstreamError
 from streamer.wire import protocol as P
 
 BASE_COLUMNS = ("sensor", "seq", "time_ns", "amplitude", "distance", "causal", "causal_m", "bidir",
@@ -85,7 +86,7 @@ class ScoreResult:
         return out
 
 
-class ScoreError(RuntimeError):
+class ScoreError(RadarstreamError, RuntimeError):
     """A user-facing failure (bad input, missing dependency)."""
 
 
@@ -107,8 +108,8 @@ def score_messages(
     Messages are fed to the engine in batches of ``drain`` (as the service drains its socket; the
     engine's output does not depend on the split). Messages that do not decode, or are not
     samples, are skipped (``rejected``)."""
-    from models.hybrid import OnlineHybrid
-    from streamer.live.engine import StreamEngine, StreamPolicy
+    from models.hybrid import HybridBank
+    from streamer.live.engine import StreamEngine, StreamPolicy, run_block
     from streamer.live.rescore import WindowAssembler
 
     if window < 2 or not 0 < hop <= window:
@@ -116,7 +117,7 @@ def score_messages(
     engine = StreamEngine(backend, StreamPolicy(max_gap=max_gap))
     r_max = float(backend.r_max_m)
     assembler = WindowAssembler(window, hop)
-    hybrids: dict[str, OnlineHybrid] = {}
+    hybrids = HybridBank()
     segments: dict[str, _Segment] = {}
     rows: list[_RunRows] = []
     pending: list[tuple[Any, list[tuple[np.ndarray, slice, slice]]]] = []  # windows to score, with targets
@@ -124,18 +125,9 @@ def score_messages(
     has_truth = False
     messages = rejected = 0
 
-    def classical(run) -> tuple[np.ndarray, np.ndarray]:  # StreamService._hybrid, verbatim rule
-        hyb = hybrids.get(run.sensor)
-        if hyb is None:
-            hyb = hybrids[run.sensor] = OnlineHybrid()
-        elif run.reset_before:
-            hyb.reset()
-        t_s = (run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.int64)) * 1e-9
-        try:
-            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
-        except ValueError:
-            hyb.reset()
-            return hyb.process(t_s, run.x[:, 1].astype(np.float64), run.y)
+    def classical(run) -> tuple[np.ndarray, np.ndarray]:  # as StreamService._hybrid
+        out = hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
+        return out[:, 0], out[:, 2]
 
     def flush_windows() -> None:
         if not pending:
