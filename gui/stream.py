@@ -19,6 +19,7 @@ import numpy as np
 import zmq
 
 from gui.buffers import GATE_NAMES, Ring
+from radarstream.online import Block
 from streamer.wire import protocol as P
 
 SERVICE_SENSOR = "_service"
@@ -212,13 +213,11 @@ class GateTracker:
     """
 
     def __init__(self, model: GateModel, *, backfill: int = 2048, max_gap: int = 100, max_sensors: int = 256):
-        import torch
+        from streamer.live.stepper import GateStepper
 
-        from models.gates import GateLevelLSTM
-
-        self._torch = torch
         self.model = model
-        self.lstm = GateLevelLSTM.from_lstm(model.lstm, dtype=np.float32)
+        self.stepper = GateStepper(model)  # the gate-level LSTM in the online vocabulary
+        self.lstm = self.stepper.lstm
         self.layers = self.lstm.num_layers
         self.hidden = self.lstm.hidden_size
         self.backfill = backfill
@@ -293,8 +292,7 @@ class GateTracker:
         out: dict[str, list[np.ndarray]] = {g: [] for g in GATE_NAMES}
         if n == 0:
             return np.empty(0, np.int64), self._empty()
-        with self._torch.no_grad():
-            x = self.model.normalizer(self._torch.from_numpy(np.ascontiguousarray(x_raw, np.float32))).numpy()
+        x = self.stepper.features(Block(np.asarray(t_ns, np.int64), np.asarray(x_raw, np.float32)))
         a = 0
         while a < n:
             self._sync(int(epoch[a]), int(seq[a]))

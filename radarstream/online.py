@@ -42,12 +42,17 @@ class Block:
     estimate: np.ndarray | None = None
     """float [T] or [T, 2]: an upstream per-sample estimate (normalised Dmin, and its standard
     deviation when known) for estimators that combine with one (the hybrid, the scorer)."""
+    period_ns: int | None = None
+    """The nominal sample period the source declared (a wire block's ``period_ns``); None when
+    unknown, then estimators that need it take it from the differences of ``t_ns``."""
+    seq: np.ndarray | None = None
+    """int64 [T]: the samples' sequence numbers when the source numbers them (the wire does)."""
 
     def __post_init__(self) -> None:
         t = np.asarray(self.t_ns)
         if t.ndim != 1 or self.x.ndim != 2 or self.x.shape[0] != t.shape[0]:
             raise ValueError(f"Block needs t_ns [T] and x [T, C], got {t.shape} and {self.x.shape}")
-        for name in ("truth", "estimate"):
+        for name in ("truth", "estimate", "seq"):
             v = getattr(self, name)
             if v is not None and v.shape[0] != t.shape[0]:
                 raise ValueError(f"Block.{name} has {v.shape[0]} rows for {t.shape[0]} samples")
@@ -58,14 +63,15 @@ class Block:
     def slice(self, start: int, stop: int) -> Block:
         """Samples ``start:stop`` as a block of their own."""
         cut = lambda a: None if a is None else a[start:stop]  # noqa: E731
-        return Block(self.t_ns[start:stop], self.x[start:stop], cut(self.truth), cut(self.estimate))
+        return Block(self.t_ns[start:stop], self.x[start:stop], cut(self.truth), cut(self.estimate), self.period_ns,
+                     cut(self.seq))
 
     @classmethod
     def regular(cls, x: np.ndarray, *, t0_ns: int = 0, period_ns: int = 50_000_000, **kw: Any) -> Block:
         """A block of evenly spaced samples (what one wire message describes)."""
         n = np.asarray(x).shape[0]
         t = np.int64(t0_ns) + np.int64(period_ns) * np.arange(n, dtype=np.int64)
-        return cls(t, np.asarray(x, np.float32), **kw)
+        return cls(t, np.asarray(x, np.float32), period_ns=int(period_ns), **kw)
 
 
 @runtime_checkable

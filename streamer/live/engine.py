@@ -64,8 +64,8 @@ class Run:
 def run_block(run: Run) -> Block:
     """A run as an online-vocabulary block (radarstream.online): its samples, their times, the
     truth, and the causal estimate for the estimators that combine with it."""
-    t_ns = run.t0_ns + run.period_ns * np.arange(run.y.shape[0], dtype=np.int64)
-    return Block(t_ns, run.x, run.truth, run.y)
+    k = np.arange(run.y.shape[0], dtype=np.int64)
+    return Block(run.t0_ns + run.period_ns * k, run.x, run.truth, run.y, run.period_ns, run.seq + k)
 
 
 @dataclass
