@@ -233,53 +233,25 @@ def _columns(rows: list[_RunRows], r_max: float, has_truth: bool) -> dict[str, n
 
 def simulated_frames(seconds: float, seed: int, sensors: int, samples_per_message: int = 1,
                      epoch: int | None = None) -> tuple[Iterable[list[bytes]], int]:
-    """The messages ``radarstream simulate --duration SECONDS`` would publish, and their count."""
-    from streamer.sim.publisher import FeedConfig, SimulatedFeed
+    """The messages ``radarstream simulate --duration SECONDS`` would publish, and their count
+    (a :class:`~streamer.sources.simulated.SimulatedSource`)."""
+    from streamer.sim.publisher import FeedConfig
+    from streamer.sources.simulated import SimulatedSource
 
     if seconds <= 0 or sensors < 1 or samples_per_message < 1:
         raise ScoreError("--simulate needs SECONDS > 0, --sensors >= 1 and --samples-per-message >= 1")
-    feed = SimulatedFeed(FeedConfig(sensors=sensors, samples_per_message=samples_per_message,
-                                    duration_s=seconds, seed=seed, realtime=False), epoch=epoch)
-    total = feed.total_messages() or 0
-
-    def gen():
-        for _ in range(total):
-            yield from feed.next_messages()
-
-    return gen(), total * sensors
+    source = SimulatedSource(FeedConfig(sensors=sensors, samples_per_message=samples_per_message,
+                                        duration_s=seconds, seed=seed, realtime=False), epoch=epoch)
+    return iter(source), source.total_messages() or 0
 
 
 def recorded_frames(path: str | Path) -> tuple[Iterable[tuple[bytes, ...]], int | None]:
-    """The samples messages of a recording in log-time order (truth frame included when recorded)."""
-    from streamer.recording.format import RecordingError
-    from streamer.recording.replay import Recording, iter_messages
+    """The samples messages of a recording in log-time order, truth frame included when recorded
+    (a :class:`~streamer.sources.recorded.RecordedSource`)."""
+    from streamer.sources.recorded import RecordedSource
 
-    p = Path(path)
-    if not p.exists():
-        raise ScoreError(f"{p}: no such file")
-    if not p.is_file():
-        raise ScoreError(f"{p}: not a file")
-    try:
-        rec = Recording(p)
-        topics = rec.topics(("samples",))
-        total = sum(rec.message_counts.get(t, 0) for t in topics) or None
-    except RecordingError as exc:
-        raise ScoreError(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - a garbage file can fail anywhere in the MCAP reader
-        raise ScoreError(f"{p}: not a readable recording ({type(exc).__name__}: {exc})") from None
-
-    def gen():
-        try:
-            for r in iter_messages(p, kinds=("samples",)):
-                yield r.frames
-        except RecordingError as exc:
-            raise ScoreError(str(exc)) from None
-        except ScoreError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise ScoreError(f"{p}: corrupt recording ({type(exc).__name__}: {exc})") from None
-
-    return gen(), total
+    source = RecordedSource(path)
+    return iter(source), source.total_messages()
 
 
 # ------------------------------------------------------------------ output
