@@ -21,9 +21,11 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from gui.buffers import GATE_NAMES, HistoryConfig, SensorHistory, StateHistory
+from gui.controls import ControlBar
 from gui.explain_panel import ExplainPanel
 from gui.plots import SignalPlots, StatePlots, detection_ticks, step_points, theme_for
 from gui.replay import ReplayBar, ReplayController
+from gui.status_panel import EventLog, StatusPanel
 from gui.stream import Batch, Handoff, ReceiverCounters, natural_key
 from gui.worker import WorkerConfig, WorkerThread
 
@@ -133,52 +135,21 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ UI
 
     def _build_ui(self) -> None:
+        """Lay out the widgets (gui/controls.py, gui/status_panel.py, gui/plots.py) and connect
+        them to this window's behaviour."""
         cfg = self.config
-        tb = QtWidgets.QToolBar("Controls", self)
-        tb.setObjectName("controls")
-        tb.setMovable(False)
-        self.addToolBar(tb)
-        self.sensor_box = QtWidgets.QComboBox(self)
-        self.sensor_box.setMinimumContentsLength(12)
-        self.sensor_box.setToolTip("Sensor to show (every sensor seen on the feed or the service)")
+        self.controls = ControlBar(self, window_s=cfg.window_s, threshold_m=cfg.threshold_m)
+        self.addToolBar(self.controls)
+        c = self.controls
+        self.sensor_box, self.window_box, self.layer_box, self.threshold_box = c.sensor_box, c.window_box, c.layer_box, c.threshold_box
+        self.pause_button, self.clear_button, self.export_button = c.pause_button, c.clear_button, c.export_button
         self.sensor_box.currentTextChanged.connect(self.select_sensor)
-        self.window_box = QtWidgets.QDoubleSpinBox(self)
-        self.window_box.setRange(1.0, 3600.0)
-        self.window_box.setDecimals(0)
-        self.window_box.setSuffix(" s")
-        self.window_box.setValue(cfg.window_s)
-        self.window_box.setToolTip("Length of the scrolling time window")
         self.window_box.valueChanged.connect(self._on_window)
-        self.layer_box = QtWidgets.QComboBox(self)
-        self.layer_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.layer_box.setToolTip("LSTM layer whose h, c and gates are shown")
-        self.layer_box.setEnabled(False)
         self.layer_box.currentIndexChanged.connect(self._on_layer)
-        self.threshold_box = QtWidgets.QDoubleSpinBox(self)
-        self.threshold_box.setRange(0.0, 100000.0)
-        self.threshold_box.setDecimals(0)
-        self.threshold_box.setSuffix(" m")
-        self.threshold_box.setValue(cfg.threshold_m)
-        self.threshold_box.setToolTip("Shade the estimates where |causal − bidirectional| exceeds this")
         self.threshold_box.valueChanged.connect(lambda _v: self._mark_dirty())
-        self.pause_button = QtWidgets.QPushButton("Pause", self)
-        self.pause_button.setIcon(self.style().standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MediaPause))
-        self.pause_button.setCheckable(True)
-        self.pause_button.setToolTip("Freeze the display (data keeps being recorded); pan and zoom while paused")
         self.pause_button.toggled.connect(self.set_paused)
-        self.clear_button = QtWidgets.QPushButton("Clear", self)
-        self.clear_button.setToolTip("Forget the history of every sensor")
         self.clear_button.clicked.connect(self.clear)
-        self.export_button = QtWidgets.QPushButton("Export CSV…", self)
-        self.export_button.setToolTip("Write the visible time range of the selected sensor to a CSV file")
         self.export_button.clicked.connect(self._on_export)
-        for label, widget in (("Sensor ", self.sensor_box), ("  Window ", self.window_box),
-                              ("  Layer ", self.layer_box), ("  Disagreement > ", self.threshold_box)):
-            tb.addWidget(QtWidgets.QLabel(label, self))
-            tb.addWidget(widget)
-        tb.addSeparator()
-        for b in (self.pause_button, self.clear_button, self.export_button):
-            tb.addWidget(b)
 
         self.signal_view = pg.GraphicsLayoutWidget(self)
         self.state_view = pg.GraphicsLayoutWidget(self)
@@ -191,56 +162,10 @@ class MainWindow(QtWidgets.QMainWindow):
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
 
-        self.status_box = QtWidgets.QGroupBox("Stream status", self)
-        grid = QtWidgets.QGridLayout(self.status_box)
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(2)
-        grid.setContentsMargins(8, 4, 8, 4)
-        self.status_labels: dict[str, QtWidgets.QLabel] = {}
-        rows = (
-            ("input", "Input"), ("sensor_rate", "Selected"), ("latency", "Latency p50/p99/max"), ("service", "Service"),
-            ("gaps", "Gaps"), ("resets", "Resets"), ("malformed", "Malformed"), ("duplicates", "Duplicates"),
-            ("drops", "Dropped samples"), ("gui", "Redraw"), ("rescore", "Re-score"),
-        )
-        tips = {
-            "input": "Samples per second the monitor receives (all sensors), and the sensors seen",
-            "sensor_rate": "Rate of the selected sensor over the last seconds, and its nominal rate",
-            "latency": "Service latency (receive -> publish of the prediction), from the service's stats",
-            "service": "The service's own throughput, sensors and inference backend",
-            "gaps": "Sequence gaps the service saw (missing samples); then the selected sensor's",
-            "resets": "State resets at the service (explicit, epoch change, seq going back); then the selected sensor's",
-            "malformed": "Messages rejected by the decoder at the service, at the monitor; then the selected sensor's",
-            "duplicates": "Duplicate samples dropped by the service; then the selected sensor's",
-            "drops": "Samples the monitor dropped because it fell behind (bounded hand-off) · samples lost before "
-                     "reaching it (ZeroMQ high-water mark) · batches waiting for the GUI thread",
-            "gui": "Median time to update the plots from the ring buffers, and frames drawn per second",
-            "rescore": "Latest bidirectional re-score: sensor, samples, |causal - bidir|; the stage's counters",
-        }
-        per_col = 4
-        for k, (key, text) in enumerate(rows):
-            name = QtWidgets.QLabel(text + ":", self.status_box)
-            name.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
-            value = QtWidgets.QLabel("–", self.status_box)
-            value.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
-            value.setMinimumWidth(120)
-            name.setToolTip(tips.get(key, ""))
-            value.setToolTip(tips.get(key, ""))
-            r, c = k % per_col, (k // per_col) * 2
-            grid.addWidget(name, r, c)
-            grid.addWidget(value, r, c + 1)
-            grid.setColumnStretch(c + 1, 1)
-            self.status_labels[key] = value
-        self.event_log = QtWidgets.QPlainTextEdit(self)
-        self.event_log.setReadOnly(True)
-        self.event_log.setMaximumBlockCount(cfg.max_events)
-        self.event_log.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
-        self.event_log.setPlaceholderText("Stream events (gaps, resets, malformed input, new sensors) appear here")
-        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
-        self.event_log.setFont(font)
-        events_box = QtWidgets.QGroupBox("Events", self)
-        events_layout = QtWidgets.QVBoxLayout(events_box)
-        events_layout.setContentsMargins(4, 4, 4, 4)
-        events_layout.addWidget(self.event_log)
+        self.status_box = StatusPanel(self)
+        self.status_labels = self.status_box.labels
+        events_box = EventLog(self, cfg.max_events)
+        self.event_log = events_box.log
         bottom = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, self)
         bottom.addWidget(self.status_box)
         bottom.addWidget(events_box)
