@@ -431,6 +431,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _on_window(self, _value: float) -> None:
         self._state_drawn = (None, 0.0)
+        self._follow_window()
+        self._mark_dirty()
+
+    def _follow_window(self) -> None:
+        """Keep the heatmap stride and the amplitude axis fitted to the window's length (the
+        selected sensor's rate may only become known, or change, after the window was set)."""
         if self._wanted_stride() != self.stride:
             self.state = None
             self._request_gates()
@@ -438,7 +444,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if hist is not None and not self.paused and len(hist.samples):
             n = int(self.window_box.value() * 1e9 / hist.period_ns) if hist.period_ns else len(hist.samples)
             self.signal_plots.fit_amplitude(hist.samples.view("amplitude_db", n))
-        self._mark_dirty()
 
     def _on_layer(self, index: int) -> None:
         if index < 0:
@@ -655,13 +660,7 @@ class MainWindow(QtWidgets.QMainWindow):
         fps = (len(ft) - 1) / max(ft[-1] - ft[0], 1e-3) if len(ft) > 1 else 0.0
         lab["gui"].setText(f"{med:.1f} ms median · {fps:.0f} frames/s")
         lab["rescore"].setText(self._rescore_text((stats or {}).get("rescore") if fresh else None))
-        if self._wanted_stride() != self.stride:
-            self.state = None
-            self._request_gates()
-        hist = self.histories.get(self.sensor or "")
-        if hist is not None and not self.paused and len(hist.samples):
-            n = int(self.window_box.value() * 1e9 / hist.period_ns) if hist.period_ns else len(hist.samples)
-            self.signal_plots.fit_amplitude(hist.samples.view("amplitude_db", n))
+        self._follow_window()
 
     def _rescore_text(self, service: dict | None) -> str:
         """Latest re-scored window and the stage's own counters (from the service stats)."""
