@@ -120,3 +120,19 @@ def test_explicit_reset_is_ordered_with_the_samples_of_the_same_drain(backend, m
     eng.process([("a", None, 0)])  # a reset with no later sample still applies
     r, _ = eng.process([("a", blk(X[20:30], 20), 0)])
     assert np.allclose(r[0].y, fresh(model, X[20:30]), atol=1e-5)
+
+
+def test_merged_messages_keep_every_row_time(backend, model):
+    """Messages merged in one drain still give each row its own time: a period change or a
+    jittered t0 starts a new run (state carried, no reset), so pred times repeat the input's."""
+    eng = StreamEngine(backend, StreamPolicy())
+    a = P.Block(P.Kind.SAMPLES, 1, 0, 0, PERIOD, X[:10])
+    b = P.Block(P.Kind.SAMPLES, 1, 10, 10 * PERIOD + 7_000, PERIOD, X[10:20])  # jittered clock
+    c = P.Block(P.Kind.SAMPLES, 1, 20, b.t0_ns + 10 * PERIOD, 2 * PERIOD, X[20:30])  # rate changed
+    d = P.Block(P.Kind.SAMPLES, 1, 30, c.t0_ns + 10 * 2 * PERIOD, 2 * PERIOD, X[30:40])  # continues c
+    runs, events = eng.process([("a", m, 0) for m in (a, b, c, d)])
+    assert [(r.seq, r.t0_ns, r.period_ns, len(r.y)) for r in runs] == [
+        (0, 0, PERIOD, 10), (10, b.t0_ns, PERIOD, 10), (20, c.t0_ns, 2 * PERIOD, 20)]
+    assert [r.reset_before for r in runs] == [True, False, False]
+    assert not [e for e in events if e.type not in ("new_sensor",)]
+    np.testing.assert_allclose(np.concatenate([r.y for r in runs]), fresh(model, X[:40]), atol=1e-5)

@@ -270,12 +270,14 @@ class StreamEngine:
         t0 = block.t0_ns + offset * block.period_ns
         part = data[offset:]
         tpart = truth.data[offset:] if truth is not None else None
-        if last is not None and not reset_before and last.seq + last.count == first:
+        continues = (last is not None and last.seq + last.count == first and last.period_ns == block.period_ns
+                     and last.t0_ns + last.count * last.period_ns == t0)
+        if continues and not reset_before:  # a run's rows carry t0 + k * period: times must continue too
             last.parts.append(part)
             last.recv.append(recv_ns)
             last.truth.append(tpart)
             last.count += n
-        else:  # a reset starts a new run: runs of one sensor execute in order, one per round
+        else:  # a reset or a time break starts a new run: a sensor's runs execute in order, one per round
             runs.append(_Pending(sensor, st.epoch, first, t0, block.period_ns, [part], [recv_ns], reset_before, n, [tpart]))
 
     def _execute(self, pending: dict[str, list[_Pending]]) -> list[Run]:
