@@ -26,11 +26,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """What ``radarstream bench gui`` measures (its flags have these defaults)."""
+
     sensors: int = 16
+    """Simulated sensors."""
     rate_hz: float = 1000.0
+    """Samples per second per sensor."""
     window_s: float = 60.0
+    """Time window shown."""
     frames: int = 120
+    """Frames timed on the full window."""
     live_s: float = 10.0
+    """Seconds of live feed + service run; 0 skips it."""
     samples_per_message: int = 50
     """Feed batching in the live part (1 kHz in messages of 50: 20 messages/s per sensor)."""
     weights: Path | None = None
@@ -79,10 +86,11 @@ def _pct(values: list[float], q: float) -> float:
 
 def resolve_weights(weights: Path | None) -> tuple[Path, str]:
     """The weights to time with: given, shipped, or random (timing does not depend on values)."""
+    from bench.doc import weights_label
     from models.bundle import shipped_weights_dir
 
     if weights is not None:
-        return Path(weights), f"`{Path(weights).name}/`"
+        return Path(weights), weights_label(weights)
     shipped = shipped_weights_dir()
     if (shipped / "causal.safetensors").is_file():
         return shipped, "shipped"

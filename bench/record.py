@@ -267,13 +267,29 @@ def _bench_replay(path: Path) -> tuple[int, int, float, int, float, float]:
     return stats.samples, stats.messages, send_s, received, end_to_end, stats.cpu_s
 
 
+@dataclass(frozen=True)
+class RecordBenchConfig:
+    """What ``radarstream bench record`` measures (its flags have these defaults)."""
+
+    duration_s: float = 3.0
+    """Seconds per recording run."""
+    samples_per_message: int = 64
+    """Samples per message."""
+    sensors: int = 4
+    """Sensors in the streams."""
+    paced_sps: float = 500_000.0
+    """Offered rate of the paced recording run, samples/s."""
+    replay_samples: int = 2_000_000
+    """Samples in the replay file."""
+
+
 def bench_recording(
     *,
-    duration_s: float = 3.0,
-    samples_per_message: int = 64,
-    sensors: int = 4,
-    paced_sps: float = 500_000,
-    replay_samples: int = 2_000_000,
+    duration_s: float = RecordBenchConfig.duration_s,
+    samples_per_message: int = RecordBenchConfig.samples_per_message,
+    sensors: int = RecordBenchConfig.sensors,
+    paced_sps: float = RecordBenchConfig.paced_sps,
+    replay_samples: int = RecordBenchConfig.replay_samples,
     workdir: str | Path | None = None,
 ) -> RecordingBench:
     """Measure recording (unpaced and paced at ``paced_sps``) and replay at max speed."""

@@ -25,6 +25,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
+from radarstream import palette
+
 if TYPE_CHECKING:
     from gui.window import MainWindow
 
@@ -32,8 +34,8 @@ METHODS: tuple[str, ...] = ("saliency", "ig", "occlusion", "ablation", "lime", "
 TARGETS: tuple[str, ...] = ("causal", "bidir", "pooled")
 MAX_SAMPLES = 4096
 """Longest window explained (the newest samples of a longer selection)."""
-POSITIVE = (213, 94, 0)  # Okabe–Ito vermillion: the sample raised the estimate
-NEGATIVE = (0, 114, 178)  # Okabe–Ito blue: it lowered it
+POSITIVE = palette.RAISES  # the sample raised the estimate (not the vermillion of the disagreement shading)
+NEGATIVE = palette.LOWERS  # it lowered it
 MAX_ALPHA = 150
 
 
@@ -139,7 +141,7 @@ class ExplainJob(QtCore.QRunnable):
 
 
 def heat_rgba(values: np.ndarray, scale: float, signed: bool) -> np.ndarray:
-    """``[T] -> [T, 1, 4]`` uint8: vermillion (> 0) / blue (< 0), alpha ∝ sqrt(|value| / scale)."""
+    """``[T] -> [T, 1, 4]`` uint8: POSITIVE (> 0) / NEGATIVE (< 0), alpha ∝ sqrt(|value| / scale)."""
     v = np.nan_to_num(np.asarray(values, np.float64))
     mag = np.clip(np.abs(v) / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(v)
     out = np.zeros((len(v), 1, 4), np.uint8)
@@ -208,7 +210,7 @@ class ExplainPanel(QtWidgets.QWidget):
         self.status_label = QtWidgets.QLabel("idle", self)
         self.status_label.setMinimumWidth(140)
         self.summary_label = QtWidgets.QLabel(
-            "Pick a window, a method and a target, then Explain. Heat bands: vermillion = the sample "
+            "Pick a window, a method and a target, then Explain. Heat bands: purple = the sample "
             "raised the estimate, blue = lowered it (saliency: sensitivity, unsigned).", self)
         self.summary_label.setWordWrap(True)
         self.summary_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -14,13 +14,15 @@ from typing import Protocol, runtime_checkable
 
 from PySide6 import QtCore, QtWidgets
 
+from radarstream.errors import RadarstreamError
+
 SPEEDS: tuple[tuple[str, float | None], ...] = (
     ("0.25×", 0.25), ("0.5×", 0.5), ("1×", 1.0), ("2×", 2.0), ("5×", 5.0), ("10×", 10.0), ("max", None),
 )
 """Speed choices; None replays as fast as the pipeline takes it."""
 
 
-class ReplayUnavailable(RuntimeError):
+class ReplayUnavailable(RadarstreamError, RuntimeError):
     """This build cannot replay (``streamer.recording.replay`` missing or without a controller)."""
 
 

@@ -15,8 +15,10 @@ from typing import Any, Iterator
 import torch
 from safetensors.torch import load_file, save_file
 
+from radarstream.errors import RadarstreamError
 
-class WeightsError(RuntimeError):
+
+class WeightsError(RadarstreamError, RuntimeError):
     """A weights file is missing, corrupt, or does not match its model."""
 
 

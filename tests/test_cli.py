@@ -54,5 +54,6 @@ def test_missing_weights_give_a_clear_error(tmp_path, capsys):
 def test_explain_method_names_match_the_attribution_layer():
     from models.attribution import METHODS
     from tools.cmd_explain import METHOD_NAMES
+    from tools.explain_options import METHOD_NAMES as SHARED
 
-    assert tuple(METHOD_NAMES) == tuple(METHODS)
+    assert tuple(METHOD_NAMES) == tuple(SHARED) == tuple(METHODS)

@@ -1,4 +1,4 @@
-"""Attribution layer (models.attribution) and the ``explain`` / ``bench-explain`` commands.
+"""Attribution layer (models.attribution) and the ``explain`` / ``bench explain`` commands.
 
 Properties: the causal model's attribution to samples after the explained step is exactly zero
 (the bidirectional model's is not); IG is complete (sum = f(x) - f(baseline), delta small);
@@ -28,8 +28,8 @@ from models.attribution import (
     WindowOcclusion,
     available_methods,
     explain_window,
-    time_methods,
 )
+from bench.explain import time_methods
 from models.bundle import load_model
 from models.normalization import InputNormalizer
 from models.pooled import DminRegressorLSTM
@@ -341,3 +341,49 @@ def test_every_flag_has_help():
         for action in sub.choices[name]._actions:
             if action.dest != "help":
                 assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def test_bench_explain_canonical_spelling_writes_its_own_command(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    rc = _run(["bench", "explain", "--untrained", "--hidden", "8", "--window", "48", "--repeats", "1", "--ig-steps", "8",
+               "--samples", "40", "--doc", str(doc), "--quiet", "--no-write"])
+    assert rc == 0 and not doc.exists()
+    rc = _run(["bench", "explain", "--untrained", "--hidden", "8", "--window", "48", "--repeats", "1", "--ig-steps", "8",
+               "--samples", "40", "--doc", str(doc), "--quiet"])
+    assert rc == 0 and "radarstream bench explain --window 48 --untrained" in doc.read_text()
+
+
+def test_moved_names_still_import():
+    import bench.explain
+    import models.attribution
+    import models.attribution.plotting
+    import streamer.offline.explain_windows
+    import tools.cmd_explain
+
+    assert models.attribution.time_methods is bench.explain.time_methods
+    assert models.attribution.MethodCost is bench.explain.MethodCost
+    assert tools.cmd_explain.simulated_window is streamer.offline.explain_windows.simulated_window
+    assert tools.cmd_explain.WindowSource is streamer.offline.explain_windows.WindowSource
+    assert tools.cmd_explain.plot_explanation is models.attribution.plotting.plot_explanation
+
+
+def test_figures_and_the_gui_overlay_share_one_colour_mapping(qapp):
+    from PySide6 import QtGui
+
+    from gui.explain_panel import NEGATIVE, POSITIVE, heat_rgba
+    from gui.plots import theme_for
+    from models.attribution.plotting import attribution_cmap
+    from radarstream import palette
+
+    assert (POSITIVE, NEGATIVE) == (palette.RAISES, palette.LOWERS)
+    signed = attribution_cmap(signed=True)
+    assert tuple(round(v * 255) for v in signed(1.0)[:3]) == palette.RAISES
+    assert tuple(round(v * 255) for v in signed(0.0)[:3]) == palette.LOWERS
+    assert tuple(round(v * 255) for v in attribution_cmap(signed=False)(1.0)[:3]) == palette.RAISES
+    rgba = heat_rgba(np.array([1.0, -1.0]), 1.0, signed=True)
+    assert tuple(rgba[0, 0, :3]) == palette.RAISES and tuple(rgba[1, 0, :3]) == palette.LOWERS
+    for dark in (False, True):  # the overlay is never the disagreement shading's colour
+        pal = QtGui.QPalette()
+        pal.setColor(QtGui.QPalette.ColorRole.Base, QtGui.QColor("#202124" if dark else "#ffffff"))
+        shading = theme_for(pal).bands[:3]
+        assert sum(abs(a - b) for a, b in zip(shading, palette.RAISES)) > 120, (dark, shading)

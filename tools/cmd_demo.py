@@ -10,12 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
+from radarstream.errors import RadarstreamError
+from tools.options import positive
 
 
 def _count(text: str) -> int:
@@ -71,8 +67,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights else None
     problem = _weights_problem(weights)
     if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        raise RadarstreamError(problem)
     headless = args.headless
     if not headless:
         ok, why = has_display()
@@ -85,9 +80,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         feed, service = pipe.start()
     except Exception as exc:  # a clear sentence for a newcomer, not a traceback
-        print(f"error: could not start the demo pipeline: {exc}", file=sys.stderr)
         pipe.stop()
-        return 1
+        raise RadarstreamError(f"could not start the demo pipeline: {exc}") from exc
     extra = (f"; bidirectional re-scoring on (first window after {pipe.service.config.rescore.window / args.rate:.1f} s)"
              if pipe.rescoring else "")
     print(f"demo: {args.sensors} simulated sensor(s) at {args.rate:g} Hz on {feed}; causal service "
@@ -117,8 +111,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Start the simulator and the service on random local ports and open the monitor "
                                    "on them; without a display, print a live summary every second instead.")
     d.add_argument("--sensors", type=_count, default=4, metavar="N", help="simulated sensors (default 4)")
-    d.add_argument("--rate", type=_positive, default=20.0, metavar="HZ", help="samples per second per sensor, real time (default 20)")
-    d.add_argument("--duration", type=_positive, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C or the window closes)")
+    d.add_argument("--rate", type=positive, default=20.0, metavar="HZ", help="samples per second per sensor, real time (default 20)")
+    d.add_argument("--duration", type=positive, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C or the window closes)")
     d.add_argument("--headless", action="store_true", help="no window: print the text summary every second")
     d.add_argument("--weights", default=None, metavar="DIR", help="model weights directory (default: the shipped weights)")
     d.add_argument("--seed", type=int, default=0, metavar="N", help="simulator seed (default 0)")

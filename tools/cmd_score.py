@@ -9,18 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tools.options import add_field_option
+
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from streamer.offline.scoring import ScoreError
-
-    try:
-        return _score(args)
-    except ScoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from streamer.offline.scoring import (ScoreError, recorded_frames, score_messages, simulated_frames,
@@ -76,6 +68,9 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from streamer.live.engine import StreamPolicy
+    from streamer.live.rescore import RescoreConfig
+
     p = sub.add_parser(
         "score", help="per-sample causal, bidirectional, classical and hybrid estimates of a recording or simulation (CSV/Parquet)",
         description="Run every sensor's samples through the same stream engine and backend as `serve` (gaps, "
@@ -97,8 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="--simulate: samples per message, as `radarstream simulate` (default 1)")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: shipped)")
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="inference backend (default onnx)")
-    p.add_argument("--window", type=int, default=512, help="re-scoring window in samples, as serve --rescore (default 512)")
-    p.add_argument("--hop", type=int, default=256, help="samples between re-scored windows (default 256)")
-    p.add_argument("--max-gap", type=int, default=100, help="reset a sensor's state after a gap of more samples (as serve)")
+    add_field_option(p, "--window", RescoreConfig, "window", help="re-scoring window in samples, as serve --rescore")
+    add_field_option(p, "--hop", RescoreConfig, "hop")
+    add_field_option(p, "--max-gap", StreamPolicy, "max_gap")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_score)

@@ -11,11 +11,9 @@ from models.attribution.api import (
     EXPLAINERS,
     METHODS,
     VIEW_METHODS,
-    MethodCost,
     available_methods,
     explain_window,
     make_explainer,
-    time_methods,
 )
 from models.attribution.internal import AttentionView, GateView, StateView, lstm_trace
 from models.attribution.methods import (
@@ -57,3 +55,14 @@ __all__ = [
     "WindowLime", "WindowOcclusion", "WindowSaliency", "ZEROS", "available_methods", "explain_window",
     "feature_space", "lstm_trace", "make_explainer", "time_methods", "time_segment_mask",
 ]
+
+_MOVED = {"MethodCost": "bench.explain", "time_methods": "bench.explain"}
+"""Names that moved out of the attribution layer (the explanation benchmark, issue 12): still importable."""
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

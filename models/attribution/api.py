@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -73,51 +70,3 @@ def explain_window(
     (gradient methods work on a copy), so a GUI may keep using it meanwhile from another thread.
     """
     return make_explainer(method, model, model_kind, **opts).explain(x, step, progress=progress)
-
-
-@dataclass(frozen=True)
-class MethodCost:
-    """Wall time of one method on one window (median of ``repeats`` runs, first run excluded
-    when repeated: it pays one-off allocations)."""
-
-    method: str
-    target: str
-    window: int
-    seconds: float
-    repeats: int
-    params: Mapping[str, Any]
-
-
-def time_methods(
-    models: Mapping[str, nn.Module],
-    x: np.ndarray | torch.Tensor,
-    *,
-    methods: Sequence[str] = METHODS,
-    step: int | None = None,
-    repeats: int = 3,
-    slow_repeats: int = 1,
-    opts: Mapping[str, Mapping[str, Any]] | None = None,
-    progress: ProgressFn | None = None,
-) -> list[MethodCost]:
-    """Time every applicable method on window ``x`` for each model in ``models`` (kind -> model).
-
-    ``opts[method]`` overrides that method's options. ``progress(done, total)`` counts timed runs.
-    """
-    opts = opts or {}
-    plan = [(kind, m) for kind, model in models.items() for m in methods if m in available_methods(model, kind)]
-    out: list[MethodCost] = []
-    for n, (kind, method) in enumerate(plan):
-        explainer = make_explainer(method, models[kind], kind, **dict(opts.get(method, {})))
-        runs = slow_repeats if getattr(explainer, "slow", False) else repeats
-        times, params = [], {}
-        for _ in range(max(runs, 1) + (1 if runs > 1 else 0)):
-            t0 = time.perf_counter()
-            res = explainer.explain(x, step)
-            times.append(time.perf_counter() - t0)
-            params = dict(res.params)
-        kept = times[1:] if len(times) > 1 else times
-        out.append(MethodCost(method, kind, int(np.asarray(x).shape[-2]), statistics.median(kept), len(kept),
-                              MappingProxyType(params)))
-        if progress is not None:
-            progress(n + 1, len(plan))
-    return out

@@ -16,6 +16,7 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Final
 
+from radarstream.errors import RadarstreamError
 from streamer.wire import protocol as P
 
 __all__ = [
@@ -55,7 +56,7 @@ _U32: Final = struct.Struct("<I")
 _HEADER_FIELDS: Final = struct.Struct("<4sHBBQQqQIHH")
 
 
-class RecordingError(Exception):
+class RecordingError(RadarstreamError):
     """A file that cannot be used as asked; the message says why and what to do (no traceback)."""
 
 

@@ -33,6 +33,8 @@ from typing import Literal
 
 import zmq
 
+from radarstream.errors import RadarstreamError
+
 log = logging.getLogger("radarstream.security")
 
 SERVER_NAME = "server"
@@ -56,7 +58,7 @@ _PUBLIC_BANNER = (
 )
 
 
-class SecurityError(RuntimeError):
+class SecurityError(RadarstreamError, RuntimeError):
     """Keys missing, unreadable, too widely readable, or a socket set-up that CURVE cannot do."""
 
 

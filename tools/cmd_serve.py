@@ -1,0 +1,82 @@
+"""``radarstream serve``: the causal model on a ZeroMQ sample feed, publishing predictions.
+
+Option defaults and help texts come from the config fields (``ServiceConfig``, ``StreamPolicy``,
+``RescoreConfig``, ``HealthConfig``) through :func:`tools.options.add_field_option`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from tools.options import add_curve_arguments, add_field_option, curve_config, field_default
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from streamer.live.backends import make_backend
+    from streamer.live.engine import StreamPolicy
+    from streamer.live.health import HealthConfig
+    from streamer.live.rescore import RescoreConfig
+    from streamer.live.service import ServiceConfig, StreamService
+    from tools.process import install_signal_stop, limit_threads, setup_logging
+
+    setup_logging(args.verbose)
+    limit_threads(1)
+    backend = make_backend(args.backend, args.weights, threads=1)
+    cfg = ServiceConfig(
+        feeds=tuple(args.feed or field_default(ServiceConfig, "feeds")), pub=args.pub,
+        stats_interval_s=args.stats_interval, policy=StreamPolicy(max_gap=args.max_gap), rcvhwm=args.rcvhwm,
+        max_samples_per_message=args.max_samples, checkpoint_every=args.checkpoint_every,
+        hybrid=not args.no_hybrid,
+        rescore=RescoreConfig(window=args.window, hop=args.hop, threshold_m=args.threshold_m,
+                              backend=args.backend) if args.rescore else None,
+        health=HealthConfig(lag_threshold_s=args.lag_threshold, max_sensor_rate=args.max_sensor_rate,
+                            heartbeat_ivl_ms=args.heartbeat_ivl),
+        curve=curve_config(args),
+    )
+    service = StreamService(cfg, backend, weights_dir=args.weights)
+    install_signal_stop(service.stop)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: service.reload_keys())  # re-read the CURVE allow-list
+    service.run()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from streamer.live.engine import StreamPolicy
+    from streamer.live.health import HealthConfig
+    from streamer.live.rescore import RescoreConfig
+    from streamer.live.service import ServiceConfig
+
+    sv = sub.add_parser("serve", help="run the causal model on a ZeroMQ sample feed and publish predictions")
+    feeds = " ".join(field_default(ServiceConfig, "feeds"))
+    sv.add_argument("--feed", action="append", default=None, metavar="ENDPOINT",
+                    help="sample feed to SUBscribe to (connects; prefix @ to bind); repeatable. "
+                         f"Default {feeds}")
+    add_field_option(sv, "--pub", ServiceConfig, "pub", metavar="ENDPOINT",
+                     help="where to PUBlish pred/event messages (binds; prefix > to connect)")
+    sv.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
+                    help="inference backend (default: onnx, the faster in bench stream)")
+    sv.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: shipped)")
+    add_field_option(sv, "--stats-interval", ServiceConfig, "stats_interval_s", metavar="S",
+                     help="seconds between stats")
+    add_field_option(sv, "--max-gap", StreamPolicy, "max_gap")
+    add_field_option(sv, "--rcvhwm", ServiceConfig, "rcvhwm", help="receive high-water mark (messages)")
+    add_field_option(sv, "--max-samples", ServiceConfig, "max_samples_per_message",
+                     help="largest accepted message (samples)")
+    add_field_option(sv, "--checkpoint-every", ServiceConfig, "checkpoint_every", type=int, metavar="N")
+    sv.add_argument("--rescore", action="store_true",
+                    help="re-score completed windows with the bidirectional model (rescore/<sensor>), beside the causal path")
+    add_field_option(sv, "--window", RescoreConfig, "window")
+    add_field_option(sv, "--hop", RescoreConfig, "hop")
+    add_field_option(sv, "--threshold-m", RescoreConfig, "threshold_m")
+    sv.add_argument("--no-hybrid", action="store_true",
+                    help="do not run the classical CPA fit beside the LSTM (pred then has 3 channels, not 5)")
+    add_field_option(sv, "--lag-threshold", HealthConfig, "lag_threshold_s", metavar="S")
+    add_field_option(sv, "--max-sensor-rate", HealthConfig, "max_sensor_rate", type=float, metavar="HZ",
+                     default_text="unlimited")
+    add_field_option(sv, "--heartbeat-ivl", HealthConfig, "heartbeat_ivl_ms", metavar="MS")
+    add_curve_arguments(sv)
+    sv.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sv.set_defaults(func=cmd_serve)
