@@ -7,7 +7,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from models.normalization import InputNormalizer
+from models.normalization import radar_normalizer
+from models.regressors import resolve_profile
 
 Pooling = Literal["mean", "last", "attention", "multihead"]
 POOLINGS: tuple[str, ...] = ("mean", "last", "attention", "multihead")
@@ -21,6 +22,12 @@ class DminRegressorLSTM(nn.Module):
     ``multihead`` (``nn.MultiheadAttention`` self-attention, then mean over time).
     ``forward`` returns ``y [B]``, or ``(y [B], weights)`` for the attention poolings:
     ``[B, T]`` for ``attention``, ``[B, heads, T, T]`` for ``multihead``.
+
+    Normalisation is explicit: ``normalizer=None`` (the default) feeds the inputs to the LSTM as
+    they are, so the model is a generic sequence regressor; ``normalizer="radar"`` applies the
+    radar normaliser of ``models.normalization`` (2 raw channels ``[amplitude, distance]``, or 3
+    with ``period_s``) with the numbers of ``profile`` (or ``r_max_m``). ``normalize=True`` is the
+    legacy spelling of ``normalizer="radar"`` (weights made before the argument existed).
     """
 
     kind = "pooled"
@@ -34,27 +41,34 @@ class DminRegressorLSTM(nn.Module):
         pooling: Pooling = "mean",
         *,
         num_heads: int = 4,
-        r_max_m: float = 1000.0,
-        normalize: bool = True,
+        r_max_m: float | None = None,
+        normalize: bool | None = None,
+        normalizer: Literal["radar"] | None = None,
+        profile=None,
     ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if normalizer not in (None, "radar"):
+            raise ValueError(f"normalizer must be None or 'radar', got {normalizer!r}")
+        if normalize and normalizer is None:
+            normalizer = "radar"
+        self.profile = resolve_profile(r_max_m, profile)
         self.config = dict(
             input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
-            bidirectional=bidirectional, pooling=pooling, num_heads=num_heads, r_max_m=r_max_m,
-            normalize=normalize,
+            bidirectional=bidirectional, pooling=pooling, num_heads=num_heads, r_max_m=self.profile.r_max_m,
+            normalizer=normalizer,
         )
+        if profile is not None:
+            self.config["profile"] = self.profile.to_dict()
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bidirectional = bidirectional
         self.pooling = pooling
-        # raw [amplitude, distance] samples are normalised as for the per-step models
-        normalized = normalize and input_size == 2
-        self.normalizer = InputNormalizer(r_max_m) if normalized else nn.Identity()
-        self.lstm = nn.LSTM(
-            InputNormalizer.FEATURES if normalized else input_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional
-        )
+        # raw radar samples are normalised as for the per-step models only when asked to
+        self.normalizer = radar_normalizer(self.profile, input_size) if normalizer == "radar" else nn.Identity()
+        features = self.normalizer.features if normalizer == "radar" else input_size
+        self.lstm = nn.LSTM(features, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional)
         width = hidden_size * (2 if bidirectional else 1)
         if pooling == "attention":
             self.attn = nn.Linear(width, 1)

@@ -39,6 +39,31 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+def gaussian_nll(mean, std, target, mask=None) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood (without the constant) of ``target`` under
+    N(mean, std²); the mean is detached: the NLL trains the standard deviation only, the mean is
+    trained by the main loss (mean quality never traded for variance)."""
+    r = (target - mean.detach()) / std
+    per = torch.log(std) + 0.5 * r * r
+    if mask is None:
+        return per.mean()
+    return (per * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, state, with_std: bool):
+    """(mean, std or None, new state or None) of any regressor."""
+    if state is not None or getattr(model, "kind", "") == "causal":
+        if with_std:
+            y, std, st = model(x, state, return_std=True)
+            return y, std, st
+        y, st = model(x, state)
+        return y, None, st
+    if with_std:
+        y, std = model(x, return_std=True)
+        return y, std, None
+    return predict(model, x), None, None
+
+
 def _masked_loss(pred, target, mask, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     err = pred - target
     if kind == "mse":
@@ -87,7 +112,12 @@ def fit(
     carried from chunk to chunk (truncated back-propagation through time). The model then learns
     in the regime the service runs it in: state carried indefinitely, never restarted per window.
     Validation rows are run whole, with the state carried the same way.
+
+    Models with an uncertainty head (``model.uncertainty``) also train it: the loss adds the
+    Gaussian NLL of the targets under the predicted standard deviation (:func:`gaussian_nll`);
+    validation loss (early stopping) stays the main loss of the mean.
     """
+    with_std = bool(getattr(model, "uncertainty", False))
     X = np.asarray(X, np.float32)
     y = np.asarray(y, np.float32)
     if X.ndim != 3:
@@ -139,19 +169,21 @@ def fit(
             rows = torch.from_numpy(train_idx)
             for s in range(0, X.shape[1], tbptt):
                 sl = slice(s, s + tbptt)
-                pred, state = model(tX[rows, sl], state)
+                m = tm[rows, sl] if tm is not None else None
+                pred, std, state = _forward(model, tX[rows, sl], state, with_std)
                 state = (state[0].detach(), state[1].detach())
-                l, _ = _masked_loss(pred, ty[rows, sl], tm[rows, sl] if tm is not None else None, loss)
-                step(l)
+                l, _ = _masked_loss(pred, ty[rows, sl], m, loss)
+                step(l + gaussian_nll(pred, std, ty[rows, sl], m) if std is not None else l)
                 total += float(l.detach())
                 count += 1
         else:
             perm = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
             for s in range(0, len(perm), batch_size):
                 idx = perm[s : s + batch_size]
-                pred = predict(model, tX[idx])
-                l, _ = _masked_loss(pred, ty[idx], tm[idx] if tm is not None else None, loss)
-                step(l)
+                m = tm[idx] if tm is not None else None
+                pred, std, _ = _forward(model, tX[idx], None, with_std) if with_std else (predict(model, tX[idx]), None, None)
+                l, _ = _masked_loss(pred, ty[idx], m, loss)
+                step(l + gaussian_nll(pred, std, ty[idx], m) if std is not None else l)
                 total += float(l.detach()) * len(idx)
                 count += len(idx)
         sched.step()

@@ -22,7 +22,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, lr=args.lr, seed=args.seed, loss=args.loss,
             manoeuvre_prob=args.manoeuvre_prob, max_minutes=args.max_minutes, pooling=args.pooling,
             tbptt=args.tbptt if kind == "causal" else None, patience=args.patience,
-            init_from=args.init_from,
+            init_from=args.init_from, randomised=args.randomised, radar=args.radar,
+            per_stream=args.per_stream,
         )
         meta = train(recipe, args.out, progress=not args.quiet)
         print(f"{kind}: validation MAE {meta['validation']['mae_m']:.1f} m "
@@ -50,5 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--patience", type=int, default=5, help="epochs without validation gain before stopping")
     t.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
     t.add_argument("--threads", type=int, default=2, help="torch threads for training")
+    t.add_argument("--randomised", action="store_true",
+                   help="domain-randomised training data (docs/simulator.md): period input channel, "
+                        "uncertainty head, radar profile written with the weights")
+    t.add_argument("--radar", default=None, metavar="PROFILE.json",
+                   help="radar profile to train for (R_max, noise RMS, nominal rate; with --randomised)")
+    t.add_argument("--per-stream", type=int, default=8,
+                   help="--randomised bidir/pooled: windows (encounters) cut from each randomised stream")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)

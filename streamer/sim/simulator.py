@@ -66,6 +66,16 @@ class RadarConfig:
     """Turn-rate magnitude (deg/s) of a turning pass."""
     accel_range_mps2: tuple[float, float] = (5.0, 20.0)
     """Acceleration magnitude (m/s^2) along track of an accelerating pass."""
+    rcs_db_range: tuple[float, float] | None = None
+    """If set, the per-encounter mean RCS is log-uniform over this range (dB re 1) instead of
+    log-normal with ``rcs_sigma_db`` (domain randomisation: a wide spread of target sizes)."""
+    noise_gain_db: float = 0.0
+    """Receiver noise floor re the unit noise of the radar equation (dB): the noise amplitude RMS
+    becomes ``10**(noise_gain_db / 20)`` and every SNR falls by ``noise_gain_db``; the detection
+    threshold follows the noise (CFAR), so ``pfa`` holds."""
+    partial_prob: float = 0.0
+    """Probability that a pass is partial: its track starts (pop-up) and/or ends (drop-out) inside
+    coverage, at a uniform point before / after the CPA (the CPA itself stays observed)."""
 
     def __post_init__(self) -> None:
         if self.rate_hz <= 0 or self.r_max_m <= 0:
@@ -77,10 +87,19 @@ class RadarConfig:
             raise ValueError("pfa must lie in (0, 1)")
         if self.swerling not in (0, 1, 3):
             raise ValueError("swerling must be 0, 1 or 3")
+        if not 0.0 <= self.partial_prob <= 1.0:
+            raise ValueError("partial_prob must lie in [0, 1]")
+        if self.rcs_db_range is not None and not self.rcs_db_range[0] <= self.rcs_db_range[1]:
+            raise ValueError("rcs_db_range must satisfy lo <= hi")
 
     @property
     def period_s(self) -> float:
         return 1.0 / self.rate_hz
+
+    @property
+    def noise_rms(self) -> float:
+        """Noise amplitude RMS of the stream (1 unless ``noise_gain_db`` moves the floor)."""
+        return float(10 ** (self.noise_gain_db / 20)) if self.noise_gain_db else 1.0
 
     @property
     def threshold_power(self) -> float:
@@ -189,17 +208,18 @@ def receive(
     ``true_range`` None means noise only. Returns float32 [n, 2].
     """
     n = snr.shape[0]
+    g = cfg.noise_rms  # 1.0 by default: every product with it below is then exact
     noise = (rng.standard_normal(n) + 1j * rng.standard_normal(n)) / np.sqrt(2.0)
     phase = rng.uniform(0.0, 2 * np.pi, size=n)
     signal = np.sqrt(snr) * np.exp(1j * phase)
-    amplitude = np.abs(signal + noise)
-    detected = amplitude**2 > cfg.threshold_power
+    amplitude = np.abs(signal + noise * g) if g != 1.0 else np.abs(signal + noise)
+    detected = amplitude**2 > cfg.threshold_power * (g * g)
     distance = np.full(n, NO_DETECTION)
     uniform_range = rng.uniform(0.0, cfg.r_max_m, size=n)
     if true_range is None:
         distance[detected] = uniform_range[detected]
     else:
-        snr_eff = np.maximum(snr, 1e-3)
+        snr_eff = np.maximum(snr / (g * g), 1e-3)
         sigma = np.minimum(cfg.range_sigma_at_10db_m * np.sqrt(10.0 / snr_eff), cfg.range_sigma_max_m)
         measured = np.abs(true_range + sigma * rng.standard_normal(n))
         clutter = rng.random(n) < cfg.clutter_prob
@@ -300,7 +320,7 @@ def simulate_encounter(
     dmin_norm = rng.uniform(*cfg.dmin_range_norm)
     dmin = dmin_norm * cfg.r_max_m
     speed = rng.uniform(*cfg.speed_range_mps)
-    rcs_db = rng.normal(0.0, cfg.rcs_sigma_db)
+    rcs_db = rng.uniform(*cfg.rcs_db_range) if cfg.rcs_db_range is not None else rng.normal(0.0, cfg.rcs_sigma_db)
     manoeuvre = "straight"
     turn = accel = 0.0
     if rng.random() < cfg.manoeuvre_prob:
@@ -333,6 +353,13 @@ def simulate_encounter(
         lo -= 1
     while hi + 1 < t.size and rng_true[hi + 1] <= cfg.r_max_m:
         hi += 1
+    if cfg.partial_prob > 0.0 and rng.random() < cfg.partial_prob:
+        # pop-up and/or drop-out inside coverage; the CPA stays observed so Dmin stays defined
+        cut = rng.integers(0, 3)  # 0: starts late, 1: ends early, 2: both
+        if cut in (0, 2):
+            lo = int(rng.integers(lo, cpa + 1))
+        if cut in (1, 2):
+            hi = int(rng.integers(cpa, hi + 1))
     t, rng_true = t[lo : hi + 1], rng_true[lo : hi + 1]
     cpa -= lo
     rcs = 10 ** (rcs_db / 10)
@@ -341,19 +368,20 @@ def simulate_encounter(
     samples = receive(snr, rng_true, cfg, rng)
     n = t.size
     dmin_true = min(dmin_true, cfg.r_max_m)
+    floor = cfg.noise_rms**2  # SNR re the stream's own noise floor
     truth = np.stack(
         [
             np.full(n, dmin_true / cfg.r_max_m),
             np.ones(n),
             rng_true,
-            10 * np.log10(np.maximum(mean_snr, 1e-12)),
+            10 * np.log10(np.maximum(mean_snr / floor, 1e-12)),
         ],
         axis=1,
     ).astype(np.float32)
     enc = Encounter(
         index=index, start=start, stop=start + n, cpa_index=start + cpa, dmin_m=float(dmin_true),
         dmin_norm=float(dmin_true / cfg.r_max_m), speed_mps=float(speed),
-        peak_snr_db=float(10 * np.log10(radar_equation_snr(np.array([dmin_true]), rcs, cfg)[0])),
+        peak_snr_db=float(10 * np.log10(radar_equation_snr(np.array([dmin_true]), rcs, cfg)[0] / floor)),
         rcs_db=float(rcs_db), manoeuvre=manoeuvre,
     )
     return enc, samples, truth

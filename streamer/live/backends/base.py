@@ -21,11 +21,22 @@ class StepBackend(ABC):
     num_layers: int
     hidden_size: int
     input_size: int
+    """Raw channels of ``x``: 2 = ``[amplitude, distance]``; 3 = plus ``period_s`` (the engine
+    appends the sample period, in seconds, of each run)."""
     r_max_m: float
+    """Metres per unit of ``y``: the model's profile's R_max (the same number in every backend)."""
+    has_std: bool = False
+    """The model predicts a standard deviation too (``run_full``)."""
+
+    def run(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        y, _, hn, cn = self.run_full(x, h, c)
+        return y, hn, cn
 
     @abstractmethod
-    def run(self, x: np.ndarray, h: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ...
+    def run_full(
+        self, x: np.ndarray, h: np.ndarray, c: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """``(y, y_std or None, h_new, c_new)``; ``y_std`` [B, T] in Dmin / R_max units."""
 
     def zero_state(self, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
         shape = (self.num_layers, batch, self.hidden_size)
@@ -39,14 +50,19 @@ BACKENDS = ("onnx", "torch")
 """Known backends; the first is the default (chosen from ``radarstream bench stream``)."""
 
 
-def make_backend(name: str = BACKENDS[0], weights_dir: str | Path | None = None, *, threads: int = 1) -> StepBackend:
-    """A backend over the causal model in ``weights_dir`` (default: the shipped weights)."""
+def make_backend(
+    name: str = BACKENDS[0], weights_dir: str | Path | None = None, *, threads: int = 1, profile=None
+) -> StepBackend:
+    """A backend over the causal model in ``weights_dir`` (default: the shipped weights).
+
+    ``profile`` (a ``RadarProfile`` or a path to its JSON) declares the radar; see
+    ``models.bundle.load_model`` for the order profiles are looked up in."""
     if name == "torch":
         from streamer.live.backends.torch_backend import TorchBackend
 
-        return TorchBackend.from_weights(weights_dir, threads=threads)
+        return TorchBackend.from_weights(weights_dir, threads=threads, profile=profile)
     if name == "onnx":
         from streamer.live.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend.from_weights(weights_dir, threads=threads)
+        return OnnxBackend.from_weights(weights_dir, threads=threads, profile=profile)
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")

@@ -34,7 +34,8 @@ def checked_session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
 class OnnxBackend(StepBackend):
     name = "onnx"
 
-    def __init__(self, onnx_path: str | Path, *, r_max_m: float, threads: int = 1, max_cached_shapes: int = 64):
+    def __init__(self, onnx_path: str | Path, *, r_max_m: float, threads: int = 1, max_cached_shapes: int = 64,
+                 profile=None):
         self.path = Path(onnx_path)
         check_onnx_file(self.path)  # external data outside the model's folder: refused first
         self.session = ort.InferenceSession(str(self.path), session_options(threads), providers=["CPUExecutionProvider"])
@@ -45,19 +46,27 @@ class OnnxBackend(StepBackend):
         self.hidden_size = int(shapes["h0"][2])
         self.input_size = int(shapes["x"][2])
         self.r_max_m = float(r_max_m)
-        self._bindings: dict[tuple[int, int], tuple[ort.IOBinding, np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.profile = profile
+        self.has_std = "y_std" in {o.name for o in self.session.get_outputs()}
+        self._bindings: dict[tuple[int, int], tuple[ort.IOBinding, dict[str, np.ndarray]]] = {}
         self._max_cached = max_cached_shapes
 
     @classmethod
-    def from_weights(cls, weights_dir: str | Path | None = None, *, threads: int = 1) -> "OnnxBackend":
+    def from_weights(cls, weights_dir: str | Path | None = None, *, threads: int = 1, profile=None) -> "OnnxBackend":
+        """The exported graph next to the weights when it was exported with the model's profile;
+        otherwise (no graph, a graph from before profiles, or one baked with another R_max /
+        noise RMS / period) a fresh export into a temp folder, so that R_max and the normaliser
+        come from the one profile in both backends."""
+        from models.export import onnx_profile
+
         base = Path(weights_dir) if weights_dir is not None else shipped_weights_dir()
-        model, meta = load_model("causal", base)
+        model, meta = load_model("causal", base, profile=profile)
         path = base / "causal.onnx"
-        if not path.is_file():  # weights without an export: export once into a temp folder
+        if not path.is_file() or onnx_profile(path) != model.profile.to_dict():
             from models.export import export_causal
 
             path = export_causal(model, Path(tempfile.mkdtemp(prefix="radarstream-onnx-")) / "causal.onnx")
-        return cls(path, r_max_m=float(meta["config"]["r_max_m"]), threads=threads)
+        return cls(path, r_max_m=float(model.profile.r_max_m), threads=threads, profile=model.profile)
 
     def _binding(self, b: int, t: int):
         key = (b, t)
@@ -66,21 +75,23 @@ class OnnxBackend(StepBackend):
             if len(self._bindings) >= self._max_cached:
                 self._bindings.clear()
             io = self.session.io_binding()
-            y = np.empty((b, t), np.float32)
-            hn = np.empty((self.num_layers, b, self.hidden_size), np.float32)
-            cn = np.empty_like(hn)
-            for name, arr in (("y", y), ("hn", hn), ("cn", cn)):
+            outs = {"y": np.empty((b, t), np.float32)}
+            if self.has_std:
+                outs["y_std"] = np.empty((b, t), np.float32)
+            outs["hn"] = np.empty((self.num_layers, b, self.hidden_size), np.float32)
+            outs["cn"] = np.empty_like(outs["hn"])
+            for name, arr in outs.items():
                 io.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-            hit = self._bindings[key] = (io, y, hn, cn)
+            hit = self._bindings[key] = (io, outs)
         return hit
 
-    def run(self, x, h, c):
+    def run_full(self, x, h, c):
         x = np.ascontiguousarray(x, np.float32)
         h = np.ascontiguousarray(h, np.float32)
         c = np.ascontiguousarray(c, np.float32)
         b, t = x.shape[0], x.shape[1]
-        io, y, hn, cn = self._binding(b, t)
+        io, outs = self._binding(b, t)
         for name, arr in (("x", x), ("h0", h), ("c0", c)):
             io.bind_input(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
         self.session.run_with_iobinding(io)
-        return y, hn, cn
+        return outs["y"], outs.get("y_std"), outs["hn"], outs["cn"]

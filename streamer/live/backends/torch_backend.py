@@ -21,18 +21,28 @@ class TorchBackend(StepBackend):
         self.model = model.eval()
         self.num_layers = model.lstm.num_layers
         self.hidden_size = model.lstm.hidden_size
-        self.input_size = model.lstm.input_size
-        self.r_max_m = float(model.config["r_max_m"])
+        self.input_size = int(model.config["input_size"])
+        self.profile = model.profile
+        self.r_max_m = float(model.profile.r_max_m)
+        self.has_std = bool(model.uncertainty)
 
     @classmethod
-    def from_weights(cls, weights_dir: str | Path | None = None, *, threads: int = 1) -> "TorchBackend":
-        model, _ = load_model("causal", weights_dir)
+    def from_weights(cls, weights_dir: str | Path | None = None, *, threads: int = 1, profile=None) -> "TorchBackend":
+        model, _ = load_model("causal", weights_dir, profile=profile)
         return cls(model, threads=threads)
 
     def run(self, x, h, c):
         with torch.inference_mode():
             y, (hn, cn) = self.model(_tensor(x), (_tensor(h), _tensor(c)))
         return y.numpy(), hn.numpy(), cn.numpy()
+
+    def run_full(self, x, h, c):
+        if not self.has_std:
+            y, hn, cn = self.run(x, h, c)
+            return y, None, hn, cn
+        with torch.inference_mode():
+            y, std, (hn, cn) = self.model(_tensor(x), (_tensor(h), _tensor(c)), return_std=True)
+        return y.numpy(), std.numpy(), hn.numpy(), cn.numpy()
 
 
 def _tensor(a: np.ndarray) -> torch.Tensor:
