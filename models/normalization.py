@@ -45,13 +45,21 @@ class InputNormalizer(nn.Module):
         self.register_buffer("nominal_period", torch.tensor(float(nominal_period_s)), persistent=False)
         self._log_ref = math.log(REFERENCE_PERIOD_S)
 
+    def fold_for(self, channels: int = 2) -> torch.Tensor:
+        """How features fold back onto ``channels`` raw channels, ``[F, channels]`` (attributions
+        are additive): log-amplitude -> amplitude; range and detection flag -> distance; the
+        period feature -> ``period_s`` (or nowhere for 2-channel input, where it is a constant)."""
+        rows = [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+        if channels == 3:
+            rows = [r + [0.0] for r in rows]
+        if self.with_period:
+            rows.append([0.0, 0.0, 1.0] if channels == 3 else [0.0, 0.0])
+        return torch.tensor(rows)
+
     @property
     def fold(self) -> torch.Tensor:
-        """How features fold back onto raw channels ``[F, C]`` (attributions are additive)."""
-        rows = [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
-        if self.with_period:
-            rows = [r + [0.0] for r in rows] + [[0.0, 0.0, 1.0]]
-        return torch.tensor(rows)
+        """``fold_for`` the model's own raw channel count."""
+        return self.fold_for(3 if self.with_period else 2)
 
     @property
     def feature_names(self) -> tuple[str, ...]:

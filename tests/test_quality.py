@@ -36,3 +36,23 @@ def test_classical_failures_are_reported_not_raised(estimates):
     assert failed.dtype == bool and failed.shape == (len(data.encounters),)
     values = est.by_method["classical LS, whole encounter (successes only)"]
     assert np.array_equal(np.isnan(values), failed)
+
+
+def test_shifted_radar_estimates_are_in_the_data_units_and_coverage_is_reported(tiny_weights):
+    """A model declared for R_max 2000 m reports Dmin re 2000 m; the classical fit uses the same
+    R_max; a legacy model (no std) has no coverage row."""
+    from bench.quality import coverage_table, declared_bundle, shifted_radars
+    from streamer.sim.simulator import RadarConfig
+
+    radar = dict(shifted_radars())["R_max 2000 m"]
+    assert radar.r_max_m == 2000.0
+    bundle = declared_bundle(tiny_weights, radar)
+    assert bundle.r_max_m == 2000.0
+    data = held_out(12, radar, seed=20_002)
+    est = evaluate_models(bundle, data)
+    truth = np.array([e.dmin_norm for e in data.encounters])
+    cls = est.by_method["classical LS, whole encounter (successes only)"]
+    ok = np.isfinite(cls)
+    assert ok.sum() >= 6 and np.median(np.abs(cls[ok] - truth[ok])) * 2000 < 10.0  # metres re 2000 m
+    table = coverage_table(est, data)
+    assert "classical" in table and "causal LSTM" not in table  # legacy LSTMs predict no std
