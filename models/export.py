@@ -166,3 +166,21 @@ def export_all(weights_dir: str | Path, out_dir: str | Path | None = None) -> li
             continue
         written.append(fn(model, out / f"{kind}.onnx"))
     return written
+
+
+def onnx_for(kind: str, weights_dir: str | Path | None = None, *, profile=None) -> tuple[nn.Module, Path]:
+    """``(torch model, ONNX graph path)`` of ``kind`` with the same profile in both: the graph
+    next to the weights when it was exported with the model's profile, otherwise (no graph, a
+    graph from before profiles, or one baked for another R_max / noise RMS / period, e.g. after
+    ``--radar``) a fresh export into a temp folder. Use it for every ONNX session of a model."""
+    import tempfile
+
+    from models.bundle import load_model, shipped_weights_dir
+
+    base = Path(weights_dir) if weights_dir is not None else shipped_weights_dir()
+    model, _ = load_model(kind, base, profile=profile)
+    path = base / f"{kind}.onnx"
+    if path.is_file() and onnx_profile(path) == model.profile.to_dict():
+        return model, path
+    fn = {"causal": export_causal, "bidir": export_bidir, "pooled": export_pooled}[kind]
+    return model, fn(model, Path(tempfile.mkdtemp(prefix="radarstream-onnx-")) / f"{kind}.onnx")

@@ -3,13 +3,11 @@ preallocated per (batch, time) shape, so a step allocates nothing on the hot pat
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from models.bundle import load_model, shipped_weights_dir
 from models.weights import check_onnx_file
 from streamer.live.backends.base import StepBackend
 
@@ -57,15 +55,9 @@ class OnnxBackend(StepBackend):
         otherwise (no graph, a graph from before profiles, or one baked with another R_max /
         noise RMS / period) a fresh export into a temp folder, so that R_max and the normaliser
         come from the one profile in both backends."""
-        from models.export import onnx_profile
+        from models.export import onnx_for
 
-        base = Path(weights_dir) if weights_dir is not None else shipped_weights_dir()
-        model, meta = load_model("causal", base, profile=profile)
-        path = base / "causal.onnx"
-        if not path.is_file() or onnx_profile(path) != model.profile.to_dict():
-            from models.export import export_causal
-
-            path = export_causal(model, Path(tempfile.mkdtemp(prefix="radarstream-onnx-")) / "causal.onnx")
+        model, path = onnx_for("causal", weights_dir, profile=profile)
         return cls(path, r_max_m=float(model.profile.r_max_m), threads=threads, profile=model.profile)
 
     def _binding(self, b: int, t: int):
