@@ -140,6 +140,7 @@ def test_state_checkpoints_resume_exactly(tiny_weights):
 def test_classical_and_hybrid_estimates_are_published(tiny_weights):
     """pred channels 3-4: the causal classical fit over the same samples, and the hybrid rule."""
     from models.hybrid import OnlineHybrid
+    from radarstream.online import Block
 
     feed = SimulatedFeed(FeedConfig(sensors=1, samples_per_message=50, seed=4, realtime=False))
     sent = []
@@ -153,8 +154,34 @@ def test_classical_and_hybrid_estimates_are_published(tiny_weights):
     rows = np.array([got[k] for k in range(1500)])
     assert rows.shape[1] == 5
     x = np.concatenate([b.data for b in sent])
-    t = np.concatenate([b.times_ns for b in sent]) * 1e-9
-    cls, hyb = OnlineHybrid().process(t, x[:, 1].astype(np.float64), rows[:, 0])
+    t_ns = np.concatenate([b.times_ns for b in sent])
+    # the fit on the samples' own integer-ns times (float seconds of a wall clock lose ~0.2 µs)
+    out = OnlineHybrid().update(Block(t_ns, x, estimate=rows[:, 0]))
+    cls, hyb = out[:, 0], out[:, 2]
     assert np.allclose(rows[:, 3], cls, equal_nan=True, atol=1e-6)
     assert np.allclose(rows[:, 4], hyb, atol=1e-6)
     assert np.isfinite(rows[:, 3]).any() and (rows[:, 4] != rows[:, 0]).any()
+
+
+def test_a_stream_off_the_profile_gets_out_of_domain_and_the_others_do_not(tiny_weights):
+    """A 10 Hz sensor against the (20 Hz) profile of the weights: one ``out_of_domain`` event on
+    its topic, a counter, a stats entry; the 20 Hz sensor beside it stays quiet."""
+    from streamer.sim.simulator import RadarConfig
+
+    fast = SimulatedFeed(FeedConfig(sensors=1, samples_per_message=20, seed=1, realtime=False, sensor_prefix="ok-"))
+    slow = SimulatedFeed(FeedConfig(sensors=1, samples_per_message=10, seed=2, realtime=False, sensor_prefix="slow-",
+                                    radar=RadarConfig(rate_hz=10.0)))
+    with running_service(tiny_weights, "onnx") as (service, pub, out):
+        for _ in range(20):
+            for frames in fast.next_messages() + slow.next_messages():
+                pub.send_multipart(frames)
+        msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("slow-0", {})) >= 200
+                       and len(preds_by_sensor(ms).get("ok-0", {})) >= 400)
+        stats = service.snapshot()
+    ood = [e for e in events(msgs, "out_of_domain") if e.sensor != "probe"]  # the harness's 1 ns probe is off too
+    assert [e.sensor for e in ood] == ["slow-0"]
+    assert "10 Hz" in ood[0].meta["reason"] and "20 Hz" in ood[0].meta["reason"]
+    assert stats["counters"]["out_of_domain"] == 2  # slow-0 and the probe
+    assert sorted(stats["health"]["out_of_domain"]) == ["probe", "slow-0"]
+    assert stats["sensor_counters"]["slow-0"]["out_of_domain"] == 1
+    assert "out_of_domain" not in stats["sensor_counters"].get("ok-0", {})

@@ -27,6 +27,8 @@ from streamer.live.backends.base import StepBackend
 from streamer.wire.endpoints import attach  # noqa: F401  (re-exported: streamer.live.service.attach)
 from streamer.live.engine import Event, Run, StreamEngine, StreamPolicy, run_block
 from models.hybrid import HybridBank
+from models.profile import RadarProfile
+from streamer.live.domain import DomainBank
 from streamer.live.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
 from streamer.live.metrics import DelayedLabelMetrics
 from streamer.live.rescore import RescoreConfig, Rescorer
@@ -39,7 +41,7 @@ _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs µs per c
 SERVICE_SENSOR = "_service"
 """Pseudo sensor id of service-wide events (stats, malformed frames without a sensor)."""
 
-BUDGETED_EVENTS = frozenset({"malformed", "duplicate", "peer_refused"})
+BUDGETED_EVENTS = frozenset({"malformed", "duplicate", "peer_refused", "out_of_domain", "back_in_domain"})
 """Event types a hostile or broken peer can trigger once per message: published within the
 ``HealthConfig`` event budget, the rest counted and summarised (``events_suppressed``)."""
 
@@ -80,6 +82,9 @@ class ServiceConfig:
     hybrid: bool = True
     """Run the classical CPA fit per sensor beside the LSTM and publish the classical and hybrid
     estimates as ``pred`` channels 3 and 4 (normalised; NaN when the classical fit has none)."""
+    domain_check: bool = True
+    """Compare every stream with the model's radar profile (rate, amplitude level, detections)
+    and publish ``out_of_domain`` / ``back_in_domain`` events (docs/reliability.md)."""
     checkpoint_every: int | None = None
     """Publish each sensor's (h, c) on ``state/<sensor>`` once at least this many samples have
     passed since its last checkpoint (at the end of a run), so replay can seek and resume."""
@@ -142,6 +147,8 @@ class StreamService:
         self.config = config
         self.backend = backend
         self.engine = StreamEngine(backend, config.policy)
+        self.profile = getattr(backend, "profile", None) or RadarProfile.legacy(backend.r_max_m)
+        self._domain = DomainBank(self.profile) if config.domain_check else None
         self.stats = ServiceStats()
         self.ctx = context or zmq.Context.instance()
         self.on_runs = on_runs
@@ -370,7 +377,7 @@ class StreamService:
         if items:
             runs, engine_events = self.engine.process(items)
             self._attribute(events)
-            events = self._seen(seen) + events + engine_events
+            events = self._seen(seen) + events + engine_events + self._domain_events(runs)
         elif events:
             self._attribute(events)
         if runs and self.rescorer is not None:
@@ -396,6 +403,23 @@ class StreamService:
         for sensor, silent_s in self.silence.seen(names, intervals, time.monotonic()):
             self.stats.health["sensor_back"] += 1
             out.append(Event(sensor, "sensor_back", seen[sensor].seq, {"silent_s": round(silent_s, 3)}))
+        return out
+
+    def _domain_events(self, runs: list[Run]) -> list[Event]:
+        """``out_of_domain`` when a sensor's stream leaves the profile's envelope, and
+        ``back_in_domain`` once it has been back for a while (streamer/live/domain.py)."""
+        if self._domain is None or not runs:
+            return []
+        out = []
+        for sensor, seq, reason in self._domain.update(runs):
+            st = self.engine.sensors.get(sensor)
+            if reason is not None:
+                if st is not None:
+                    st.counters["out_of_domain"] += 1
+                self.engine.counters["out_of_domain"] += 1
+                out.append(Event(sensor, "out_of_domain", seq, {"reason": reason, "profile": self.profile.name}))
+            else:
+                out.append(Event(sensor, "back_in_domain", seq, {}))
         return out
 
     def _hybrid(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -635,6 +659,7 @@ class StreamService:
                     "threshold_s": lag.threshold_s},
             "silent_sensors": len(silent),
             "silent": silent[:SENSOR_LIST_CAP],
+            **self._domain_snapshot(),
             "counters": dict(self.stats.health),
         }
         auth = self.curve.authenticator if self.curve is not None else None
@@ -643,6 +668,13 @@ class StreamService:
                             "handshakes_allowed": auth.allowed if auth else None,
                             "handshakes_denied": auth.denied if auth else None}
         return out
+
+    def _domain_snapshot(self) -> dict:
+        if self._domain is None:
+            return {}
+        ood = self._domain.out_of_domain
+        return {"out_of_domain_sensors": len(ood),
+                "out_of_domain": dict(sorted(ood.items())[:SENSOR_LIST_CAP])}
 
     def _sensor_counters(self) -> dict[str, dict[str, int]]:
         """Per-sensor counters of the sensors that had anything beyond plain samples (the most
