@@ -768,54 +768,39 @@ class MainWindow(QtWidgets.QMainWindow):
             n = self.export_csv(path)
             self.statusBar().showMessage(f"wrote {n} rows to {path}", 5000)
 
-    CSV_COLUMNS = ("time_s", "t_ns", "seq", "amplitude", "distance_m", "true_range_m", "snr_db", "truth_dmin_m",
+    CSV_COLUMNS = ("time_s", "time_ns", "seq", "amplitude", "distance_m", "true_range_m", "snr_db", "true_dmin_m",
                    "causal_m", "latency_us", "bidir_m", "disagreement_m")
 
     def export_csv(self, path: str | Path, t_range_ns: tuple[int, int] | None = None) -> int:
         """Write the selected sensor's samples in the visible range (or ``t_range_ns``) joined with
-        predictions and re-scores by sample time; empty cells for "no detection" and missing
-        values. Returns the number of data rows."""
+        predictions and re-scores by sample time, in the product's CSV vocabulary (docs/csv.md: empty
+        cells for "no detection" and missing values). Returns the number of data rows."""
+        from streamer.recording.csv_schema import open_table
+
         hist = self.histories.get(self.sensor or "")
         rng = t_range_ns or self.visible_range_ns()
-        rows = 0
-        with open(path, "w", newline="") as fh:
-            out = csv.writer(fh)
-            out.writerow([f"# sensor={self.sensor}", f"t_ref_ns={self.t_ref_ns}", f"r_max_m={self.r_max_m:g}"])
-            out.writerow(self.CSV_COLUMNS)
+        comment = [f"# sensor={self.sensor}", f"t_ref_ns={self.t_ref_ns}", f"r_max_m={self.r_max_m:g}"]
+        with open_table(path, self.CSV_COLUMNS, comment=comment) as table:
             if hist is None or rng is None:
                 return 0
             s, p = hist.samples, hist.preds
             r = hist.rescores if hist.has_rescores else None
             w = s.window(*rng)
             t_ns = s.view("t_ns")[w]
+            sample_cols = ("seq", "amplitude", "distance_m", "true_range_m", "snr_db", "dmin_m")
             if len(t_ns) == 0:  # no samples subscribed: export the predictions alone
-                wp = p.window(*rng)
-                t_ns = p.view("t_ns")[wp]
-                cols = {"seq": np.full(len(t_ns), np.nan)}
-                for k in ("amplitude", "distance_m", "true_range_m", "snr_db", "dmin_m"):
-                    cols[k] = np.full(len(t_ns), np.nan)
+                t_ns = p.view("t_ns")[p.window(*rng)]
+                cols = {k: np.full(len(t_ns), np.nan) for k in sample_cols}
             else:
-                cols = {k: s.view(k)[w] for k in ("seq", "amplitude", "distance_m", "true_range_m", "snr_db", "dmin_m")}
-            causal = _join(p.view("t_ns"), p.view("y_m"), t_ns)
-            lat = _join(p.view("t_ns"), p.view("latency_us"), t_ns)
+                cols = {k: s.view(k)[w] for k in sample_cols}
             none = np.empty(0)
-            bidir = _join(r.view("t_ns"), r.view("bidir_m"), t_ns) if r is not None else _join(none, none, t_ns)
-            dis = _join(r.view("t_ns"), r.view("disagreement_m"), t_ns) if r is not None else _join(none, none, t_ns)
-            ref = self.t_ref_ns or 0
-            dist = np.asarray(cols["distance_m"], np.float64)
-            dist = np.where(dist >= 0, dist, np.nan)  # no detection -> empty cell
-            table = (
-                (t_ns - ref) * 1e-9, t_ns, cols["seq"], cols["amplitude"], dist, cols["true_range_m"], cols["snr_db"],
-                cols["dmin_m"], causal, lat, bidir, dis,
-            )
-
-            def cell(v) -> str:
-                if isinstance(v, (int, np.integer)):
-                    return str(int(v))
-                v = float(v)
-                return "" if math.isnan(v) else f"{v:.9g}"
-
-            for k in range(len(t_ns)):
-                out.writerow([cell(col[k]) for col in table])
-                rows += 1
-        return rows
+            r_t = r.view("t_ns") if r is not None else none
+            return table.write({
+                "time_s": (t_ns - (self.t_ref_ns or 0)) * 1e-9, "time_ns": t_ns, "seq": cols["seq"],
+                "amplitude": cols["amplitude"], "distance_m": cols["distance_m"], "true_range_m": cols["true_range_m"],
+                "snr_db": cols["snr_db"], "true_dmin_m": cols["dmin_m"],
+                "causal_m": _join(p.view("t_ns"), p.view("y_m"), t_ns),
+                "latency_us": _join(p.view("t_ns"), p.view("latency_us"), t_ns),
+                "bidir_m": _join(r_t, r.view("bidir_m") if r is not None else none, t_ns),
+                "disagreement_m": _join(r_t, r.view("disagreement_m") if r is not None else none, t_ns),
+            })

@@ -172,13 +172,13 @@ def test_csv_export_of_the_visible_range(qtbot, window, pipeline, tmp_path):
     assert np.all(np.diff(t) > 0) and t[0] >= x0 - 1e-6 and t[-1] <= x1 + 1e-6
     hist = win.histories[win.sensor]
     for r in table[:: max(1, len(table) // 25)]:
-        k = int(np.searchsorted(hist.samples.view("t_ns"), int(r[col["t_ns"]])))
+        k = int(np.searchsorted(hist.samples.view("t_ns"), int(r[col["time_ns"]])))
         assert float(r[col["amplitude"]]) == pytest.approx(float(hist.samples.view("amplitude")[k]), rel=1e-6)
         d = float(hist.samples.view("distance_m")[k])
         assert (r[col["distance_m"]] == "") == (d < 0)  # no detection -> empty cell, never -1
     assert any(r[col["causal_m"]] for r in table)
     # re-scores in the exported range (they arrive late, in whole windows) appear in the CSV
-    t_ns = np.array([int(r[col["t_ns"]]) for r in table])
+    t_ns = np.array([int(r[col["time_ns"]]) for r in table])
     res_t = hist.rescores.view("t_ns") if hist.has_rescores else np.empty(0, np.int64)
     if np.any((res_t >= t_ns[0]) & (res_t <= t_ns[-1])):
         assert any(r[col["bidir_m"]] for r in table)

@@ -495,16 +495,17 @@ def test_export_csv(tmp_path, capsys):
         w.write_message(pred("a", 1, [0.375], 7), 1_000_000_000 + 50_000)  # replaces seq 1: last wins
     assert main(["export-csv", str(path), "--out", str(tmp_path / "all.csv")]) == 0
     rows = list(csv.reader(open(tmp_path / "all.csv")))
-    assert rows[0] == ["sensor", "epoch", "seq", "time_ns", "amplitude", "distance_m", "y_norm", "y_m",
-                       "dmin_norm", "in_encounter", "true_range_m", "snr_db"]
+    assert rows[0] == ["sensor", "epoch", "seq", "time_ns", "amplitude", "distance_m", "causal_norm", "causal_m",
+                       "true_dmin_norm", "in_encounter", "true_range_m", "snr_db"]
     body = rows[1:]
     assert [(r[0], r[1], r[2], r[3]) for r in body] == [
         ("a", "7", "0", "1000"), ("a", "7", "1", "1050"), ("b", "8", "10", "1500"), ("b", "8", "11", "1550"),
         ("a", "7", "2", "1100"), ("a", "7", "3", "1150")]
-    assert [np.float32(v) for v in body[1][4:6]] == [x[1, 0], x[1, 1]]  # float32 round trip
+    assert np.float32(body[1][4]) == x[1, 0] and x[1, 1] == -1 and body[1][5] == ""  # float32 round trip; no detection
+    assert [np.float32(v) for v in body[0][4:6]] == [x[0, 0], x[0, 1]]
     assert body[0][6:8] == ["0.5", "500"] and body[1][6:8] == ["0.375", "375"]
     assert body[2][6:] == [""] * 6  # b: no pred, no truth recorded
-    assert body[4][6:8] == ["", ""] and body[4][8:] == ["nan", "0", "nan", "nan"]
+    assert body[4][6:8] == ["", ""] and body[4][8:] == ["", "0", "", ""]  # NaN truth (outside encounters): empty
     assert [float(v) for v in body[0][8:]] == [0.25, 1.0, 260.0, 12.5]
     assert "wrote 6 rows" in capsys.readouterr().out
     # window and sensor selection; no pred channel for b: no y columns

@@ -8,7 +8,7 @@ import numpy as np
 
 from streamer.live.backends import make_backend
 from streamer.sim.publisher import FeedConfig, SimulatedFeed
-from streamer.offline.scoring import BASE_COLUMNS, TRUTH_COLUMNS, score_messages
+from streamer.offline.scoring import BASE_COLUMNS, CSV_NAMES, TRUTH_COLUMNS, score_messages
 from tests.streamkit import collect, preds_by_sensor, running_service
 from tools.cli import main
 
@@ -24,11 +24,11 @@ def test_score_simulate_writes_csv(tiny_weights, tmp_path, capsys):
                "--out", str(out), "--quiet"])
     assert rc == 0
     rows = _read(out)
-    assert list(rows[0]) == [*BASE_COLUMNS, *TRUTH_COLUMNS]
+    assert list(rows[0]) == [CSV_NAMES[c] for c in (*BASE_COLUMNS, *TRUTH_COLUMNS)]
     assert len(rows) == 20 * 20 * 2
     assert {r["sensor"] for r in rows} == {"radar-0", "radar-1"}
-    assert all(r["bidir"] == "" for r in rows)  # 400 samples per sensor < one 512-sample window
-    assert all(r["causal"] != "" and r["hybrid"] != "" for r in rows)
+    assert all(r["bidir_norm"] == "" for r in rows)  # 400 samples per sensor < one 512-sample window
+    assert all(r["causal_norm"] != "" and r["hybrid_norm"] != "" for r in rows)
     assert "radar-0" in capsys.readouterr().out
 
 
@@ -63,13 +63,13 @@ def test_score_recording(tiny_weights, tmp_path, capsys):
     assert rc == 0
     rows = _read(out)
     assert len(rows) == 10 * 20 * 2
-    assert list(rows[0])[-3:] == list(TRUTH_COLUMNS)
+    assert list(rows[0])[-3:] == [CSV_NAMES[c] for c in TRUTH_COLUMNS]
     assert all(r["in_encounter"] != "" for r in rows)
     by_sensor = {}
     for r in rows:
         by_sensor.setdefault(r["sensor"], []).append(int(r["seq"]))
     assert all(v == list(range(200)) for v in by_sensor.values())
-    assert sum(r["bidir"] != "" for r in rows) == 2 * 192
+    assert sum(r["bidir_norm"] != "" for r in rows) == 2 * 192
     assert "MAE causal" in capsys.readouterr().out
 
 

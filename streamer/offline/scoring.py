@@ -10,7 +10,6 @@ re-score (windows cut by the same :class:`~streamer.live.rescore.WindowAssembler
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +107,9 @@ def score_messages(
     Messages are fed to the engine in batches of ``drain`` (as the service drains its socket; the
     engine's output does not depend on the split). Messages that do not decode, or are not
     samples, are skipped (``rejected``)."""
+    from models.classical import CPAFitConfig
     from models.hybrid import HybridBank
+    from models.profile import RadarProfile
     from streamer.live.engine import StreamEngine, StreamPolicy, run_block
     from streamer.live.rescore import WindowAssembler
 
@@ -117,7 +118,8 @@ def score_messages(
     engine = StreamEngine(backend, StreamPolicy(max_gap=max_gap))
     r_max = float(backend.r_max_m)
     assembler = WindowAssembler(window, hop)
-    hybrids = HybridBank()
+    profile = getattr(backend, "profile", None) or RadarProfile.legacy(r_max)
+    hybrids = HybridBank(CPAFitConfig.for_profile(profile))  # as serve: the profile's R_max and range noise
     segments: dict[str, _Segment] = {}
     rows: list[_RunRows] = []
     pending: list[tuple[Any, list[tuple[np.ndarray, slice, slice]]]] = []  # windows to score, with targets
@@ -257,32 +259,25 @@ def recorded_frames(path: str | Path) -> tuple[Iterable[tuple[bytes, ...]], int 
 # ------------------------------------------------------------------ output
 
 
-def _fmt(values: np.ndarray, kind: str) -> list[str]:
-    if kind == "str":
-        return [str(v) for v in values]
-    if kind == "int":
-        return [str(int(v)) for v in values]
-    return ["" if not math.isfinite(v) else repr(float(v)) for v in values.tolist()]
+CSV_NAMES = {
+    "sensor": "sensor", "seq": "seq", "time_ns": "time_ns", "amplitude": "amplitude", "distance": "distance_m",
+    "causal": "causal_norm", "causal_m": "causal_m", "bidir": "bidir_norm", "classical": "classical_norm",
+    "hybrid": "hybrid_norm", "dmin_m": "true_dmin_m", "in_encounter": "in_encounter", "true_range_m": "true_range_m",
+}
+""":attr:`ScoreResult.columns` key -> column of the product's CSV vocabulary (docs/csv.md), for the
+CSV and Parquet files ``radarstream score`` writes."""
+
+
+def output_columns(result: ScoreResult) -> dict[str, np.ndarray]:
+    """The result's columns under their CSV-vocabulary names, in file order."""
+    return {CSV_NAMES[k]: v for k, v in result.columns.items()}
 
 
 def write_csv(result: ScoreResult, path: str | Path) -> Path:
-    import csv
+    from streamer.recording.csv_schema import write_table
 
-    cols = result.columns
-    names = list(cols)
-    formatted = []
-    for n in names:
-        kind = "str" if n == "sensor" else "int" if n in ("seq", "time_ns") else "float"
-        if cols[n].dtype == np.float32:  # shortest repr that round-trips the float32 value
-            formatted.append(["" if not np.isfinite(v) else np.format_float_positional(v, unique=True, trim="-")
-                              for v in cols[n]])
-        else:
-            formatted.append(_fmt(cols[n], kind))
     path = Path(path)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(names)
-        w.writerows(zip(*formatted))
+    write_table(path, output_columns(result))
     return path
 
 
@@ -292,12 +287,14 @@ def write_parquet(result: ScoreResult, path: str | Path) -> Path:
         import pyarrow.parquet as pq
     except ImportError:
         raise ScoreError("writing Parquet needs pyarrow (pip install pyarrow), or use --out FILE.csv") from None
+    from streamer.recording.csv_schema import column
+
     arrays = {}
-    for n, v in result.columns.items():
+    for n, v in output_columns(result).items():
         if n == "sensor":
             arrays[n] = pa.array(v.tolist(), pa.string())
         elif v.dtype.kind == "f":
-            arrays[n] = pa.array(v, mask=~np.isfinite(v))  # empty (null) where no estimate
+            arrays[n] = pa.array(v, mask=column(n).missing(v))  # empty (null) where no value, as in the CSV
         else:
             arrays[n] = pa.array(v)
     pq.write_table(pa.table(arrays), str(path))

@@ -2,27 +2,30 @@
 
 Predictions are joined to samples on ``(sensor, epoch, seq)``, the key the protocol gives them
 (protocol §6), never on time. Columns that the recording cannot fill are left out entirely (no
-pred channel: no y columns; no truth frame: no truth columns); a row whose sample has no recorded
-prediction gets empty y cells.
+pred channel: no causal columns; no truth frame: no truth columns); a row whose sample has no
+recorded prediction gets empty causal cells. Column names and formats are the product's one CSV
+vocabulary (:mod:`streamer.recording.csv_schema`, docs/csv.md).
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from streamer.wire import protocol as P
+from streamer.recording.csv_schema import open_table
 from streamer.recording.replay import Recording
+from streamer.wire import protocol as P
 
 __all__ = ["ExportResult", "export_csv", "BASE_COLUMNS", "PRED_COLUMNS", "TRUTH_COLUMNS"]
 
 BASE_COLUMNS = ("sensor", "epoch", "seq", "time_ns", "amplitude", "distance_m")
-PRED_COLUMNS = ("y_norm", "y_m")
-TRUTH_COLUMNS = P.TRUTH_CHANNEL_NAMES
+PRED_COLUMNS = ("causal_norm", "causal_m")
+"""pred channels 0 and 1 (``y_norm``, ``y_m`` on the wire)."""
+TRUTH_COLUMNS = ("true_dmin_norm", "in_encounter", "true_range_m", "snr_db")
+"""The truth frame's channels, in protocol order (:data:`streamer.wire.protocol.TRUTH_CHANNEL_NAMES`)."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,6 @@ class _PredTable:
         return found, self.vals[pos]
 
 
-def _fmt(v: float) -> str:
-    # 9 significant digits round-trip any float32 exactly
-    return f"{v:.9g}"
-
-
 def export_csv(
     path: str | Path,
     out: str | Path,
@@ -82,41 +80,29 @@ def export_csv(
 
     has_truth = any(len(r.frames) == 3 for r in rec.iter_recorded(sample_topics, start_ns, end_ns))
     columns = BASE_COLUMNS + (PRED_COLUMNS if pred_topics else ()) + (TRUTH_COLUMNS if has_truth else ())
-    n_truth = len(TRUTH_COLUMNS)
     rows = 0
     out = Path(out)
-    with open(out, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(columns)
+    with open_table(out, columns) as table:
         for r in rec.iter_recorded(sample_topics, start_ns, end_ns):
             m = r.message
             if isinstance(m, P.DecodeError):
                 continue
             b = m.block
-            seqs = b.seqs
-            times = b.times_ns.tolist()
-            x = b.data.tolist()
-            cols: list[list[str]] = []
+            data = np.asarray(b.data)
+            block: dict[str, object] = {
+                "sensor": [m.sensor] * b.count, "epoch": np.full(b.count, b.epoch, np.int64), "seq": b.seqs,
+                "time_ns": b.times_ns, "amplitude": data[:, 0], "distance_m": data[:, 1],
+            }
             if pred_topics:
-                table = preds.get((m.sensor, b.epoch))
-                if table is None:
-                    cols.append([["", ""] for _ in range(b.count)])
-                else:
-                    found, vals = table.lookup(seqs)
-                    cols.append([[_fmt(v0), _fmt(v1)] if ok else ["", ""]
-                                 for ok, (v0, v1) in zip(found.tolist(), vals.tolist())])
+                vals = np.full((b.count, 2), np.nan, np.float32)
+                found_in = preds.get((m.sensor, b.epoch))
+                if found_in is not None:
+                    found, got = found_in.lookup(b.seqs)
+                    vals[found] = got[found]
+                block.update(zip(PRED_COLUMNS, vals.T))
             if has_truth:
-                if m.truth is not None:
-                    cols.append([[_fmt(v) for v in row] for row in m.truth.data.tolist()])
-                else:
-                    cols.append([[""] * n_truth for _ in range(b.count)])
-            seq_list = seqs.tolist()
-            batch = []
-            for i in range(b.count):
-                row = [m.sensor, b.epoch, seq_list[i], times[i], _fmt(x[i][0]), _fmt(x[i][1])]
-                for c in cols:
-                    row.extend(c[i])
-                batch.append(row)
-            w.writerows(batch)
-            rows += b.count
+                truth = (np.asarray(m.truth.data, np.float64) if m.truth is not None
+                         else np.full((b.count, len(TRUTH_COLUMNS)), np.nan))
+                block.update(zip(TRUTH_COLUMNS, truth.T))
+            rows += table.write(block)
     return ExportResult(out, rows, tuple(columns))
