@@ -103,6 +103,13 @@ class CPAFitConfig:
     seed: int = 0
     """Seed of the RANSAC generator (``np.random.default_rng(seed)``) when none is passed."""
 
+    @classmethod
+    def for_profile(cls, profile, **changes) -> "CPAFitConfig":
+        """The fit for a radar profile (``models.profile.RadarProfile``): its R_max, and its range
+        precision as the nominal σ (the adaptive cap keeps the default's ratio of 6)."""
+        sigma = float(profile.range_sigma_m)
+        return cls(**{"r_max": float(profile.r_max_m), "sigma_m": sigma, "sigma_max_m": 6.0 * sigma, **changes})
+
     def __post_init__(self) -> None:
         if self.min_detections < 3:
             raise ValueError("min_detections must be >= 3 (a parabola has 3 coefficients)")

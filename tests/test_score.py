@@ -82,3 +82,26 @@ def test_score_bad_input(tiny_weights, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "Traceback" not in err and err.count("\n") == 1
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_2000_m_profile_gives_classical_estimates_beyond_1000_m():
+    """R_max comes from the profile everywhere: the classical fit of score (as of serve) is no
+    longer capped at the 1000 m of the default radar."""
+    from models.profile import RadarProfile
+    from streamer.live.backends import make_backend
+    from streamer.offline.scoring import score_messages
+    from streamer.sim.publisher import FeedConfig
+    from streamer.sim.simulator import RadarConfig
+    from streamer.sources.simulated import SimulatedSource
+
+    radar = RadarConfig(r_max_m=2000.0, dmin_range_norm=(0.55, 0.8), snr_at_rmax_db=12.0)
+    source = SimulatedSource(FeedConfig(sensors=1, samples_per_message=20, duration_s=240.0, seed=3,
+                                        realtime=False, radar=radar), epoch=0)
+    result = score_messages(source, make_backend("onnx", profile=RadarProfile(r_max_m=2000.0)))
+    cols = result.columns
+    cls_m = cols["classical"] * 2000.0
+    inside = cols["in_encounter"] > 0.5
+    good = inside & np.isfinite(cls_m)
+    assert good.sum() > 500
+    assert np.nanmax(cls_m) > 1100.0
+    assert np.nanmedian(np.abs(cls_m[good] - cols["dmin_m"][good])) < 50.0

@@ -26,6 +26,7 @@ from streamer.wire import protocol as P
 from streamer.live.backends.base import StepBackend
 from streamer.wire.endpoints import attach  # noqa: F401  (re-exported: streamer.live.service.attach)
 from streamer.live.engine import Event, Run, StreamEngine, StreamPolicy, run_block
+from models.classical import CPAFitConfig
 from models.hybrid import HybridBank
 from models.profile import RadarProfile
 from streamer.live.domain import DomainBank
@@ -165,7 +166,7 @@ class StreamService:
         self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=config.metrics)
         self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
         self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx) if config.rescore else None
-        self._hybrids = HybridBank()
+        self._hybrids = HybridBank(CPAFitConfig.for_profile(self.profile))
         h = config.health
         self.lag = LagMonitor(h.lag_threshold_s, empty_at=time.monotonic())
         self.silence = SilenceMonitor(h.silence_intervals, h.silence_min_s)
