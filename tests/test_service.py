@@ -152,7 +152,7 @@ def test_classical_and_hybrid_estimates_are_published(tiny_weights):
         msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("radar-0", {})) >= 1500)
     got = preds_by_sensor(msgs)["radar-0"]
     rows = np.array([got[k] for k in range(1500)])
-    assert rows.shape[1] == 5
+    assert rows.shape[1] == 8  # 0-2, classical and hybrid (3-4), standard deviations (5-7)
     x = np.concatenate([b.data for b in sent])
     t_ns = np.concatenate([b.times_ns for b in sent])
     # the fit on the samples' own integer-ns times (float seconds of a wall clock lose ~0.2 µs)
@@ -161,6 +161,9 @@ def test_classical_and_hybrid_estimates_are_published(tiny_weights):
     assert np.allclose(rows[:, 3], cls, equal_nan=True, atol=1e-6)
     assert np.allclose(rows[:, 4], hyb, atol=1e-6)
     assert np.isfinite(rows[:, 3]).any() and (rows[:, 4] != rows[:, 0]).any()
+    assert np.allclose(rows[:, 6], out[:, 1], equal_nan=True, atol=1e-6)  # the classical fit's σ
+    assert np.array_equal(np.isfinite(rows[:, 6]), np.isfinite(rows[:, 3]))
+    assert np.all(rows[np.isfinite(rows[:, 6]), 6] > 0)
 
 
 def test_a_stream_off_the_profile_gets_out_of_domain_and_the_others_do_not(tiny_weights):

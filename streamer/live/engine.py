@@ -59,13 +59,15 @@ class Run:
     recv_ns: np.ndarray  # [T] receive time of each sample's message (for latency)
     reset_before: bool  # the state was reset just before this run's first sample
     truth: np.ndarray | None = None  # [T, 4] ground truth when the source sent it (NaN rows: none)
+    y_std: np.ndarray | None = None  # [T] the estimate's standard deviation, when the model predicts one
 
 
 def run_block(run: Run) -> Block:
     """A run as an online-vocabulary block (radarstream.online): its samples, their times, the
     truth, and the causal estimate for the estimators that combine with it."""
     k = np.arange(run.y.shape[0], dtype=np.int64)
-    return Block(run.t0_ns + run.period_ns * k, run.x, run.truth, run.y, run.period_ns, run.seq + k)
+    estimate = run.y if run.y_std is None else np.stack([run.y, run.y_std], axis=1)
+    return Block(run.t0_ns + run.period_ns * k, run.x, run.truth, estimate, run.period_ns, run.seq + k)
 
 
 @dataclass
@@ -305,7 +307,7 @@ class StreamEngine:
             x = np.stack([p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts) for p in group])
         h = self.pool.h[:, slots]
         c = self.pool.c[:, slots]
-        y, hn, cn = self.backend.run(model_input(x, [p.period_ns for p in group], self.backend.input_size), h, c)
+        y, y_std, hn, cn = self.backend.run_full(model_input(x, [p.period_ns for p in group], self.backend.input_size), h, c)
         self.pool.h[:, slots] = hn
         self.pool.c[:, slots] = cn
         self.calls[(len(group), t)] += 1
@@ -321,5 +323,6 @@ class StreamEngine:
                     t if t is not None else np.full((q.shape[0], 4), np.nan, np.float32)
                     for t, q in zip(p.truth, p.parts)
                 ])
-            out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k].copy(), recv, p.reset_before, truth))
+            out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k].copy(), recv, p.reset_before, truth,
+                           None if y_std is None else y_std[k].copy()))
         return out

@@ -423,10 +423,9 @@ class StreamService:
                 out.append(Event(sensor, "back_in_domain", seq, {}))
         return out
 
-    def _hybrid(self, run: Run) -> tuple[np.ndarray, np.ndarray]:
-        """Classical and hybrid estimates of a run (see models/hybrid.py for the rule)."""
-        out = self._hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
-        return out[:, 0], out[:, 2]
+    def _hybrid(self, run: Run) -> np.ndarray:
+        """``[T, 4]``: classical, its σ, hybrid, its σ of a run (models/hybrid.py has the rule)."""
+        return self._hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
 
     def _forward_rescores(self, results: zmq.Socket, pub: zmq.Socket) -> None:
         """Publish what the re-scoring thread finished (this thread owns the PUB socket)."""
@@ -463,7 +462,8 @@ class StreamService:
         self._send_events(pub, events)
         r_max = self.backend.r_max_m
         lat_window = self.stats.latencies_us
-        channels = P.PRED_CHANNELS + (2 if self.config.hybrid else 0)
+        hybrid = self.config.hybrid
+        channels = P.PRED_CHANNELS + (len(P.PRED_OPTIONAL_CHANNEL_NAMES) if hybrid or self.backend.has_std else 0)
         wall_ns = time.time_ns() if runs else 0
         ages = self.stats.sample_age_ms
         for run in runs:
@@ -471,8 +471,13 @@ class StreamService:
             data = np.empty((t, channels), np.float32)
             data[:, 0] = run.y
             data[:, 1] = run.y * r_max
-            if self.config.hybrid:
-                data[:, 3], data[:, 4] = self._hybrid(run)
+            if channels > P.PRED_CHANNELS:  # see docs/protocol.md: 3 classical, 4 hybrid, 5-7 their σ
+                data[:, 5] = np.nan if run.y_std is None else run.y_std
+                if hybrid:
+                    est = self._hybrid(run)
+                    data[:, 3], data[:, 6], data[:, 4], data[:, 7] = est[:, 0], est[:, 1], est[:, 2], est[:, 3]
+                else:
+                    data[:, 3:5] = data[:, 6:8] = np.nan
             lat = (time.perf_counter_ns() - run.recv_ns) * 1e-3
             data[:, 2] = lat
             block = P.Block(P.Kind.PRED, run.epoch, run.seq, run.t0_ns, run.period_ns, data)
