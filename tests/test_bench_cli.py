@@ -101,6 +101,10 @@ def test_defaults_come_from_the_config_fields():
                                                    RecordBenchConfig().paced_sps)
     bg = p.parse_args(["bench", "gui"])
     assert (bg.sensors, bg.rate, bg.frames) == (BenchConfig().sensors, BenchConfig().rate_hz, BenchConfig().frames)
+    from gui.window import WindowConfig
+
+    g = p.parse_args(["gui"])
+    assert (g.window, g.threshold) == (WindowConfig().window_s, WindowConfig().threshold_m)
     help_text = _sub(p).choices["serve"].format_help()
     assert "missing samples resets" in help_text  # StreamPolicy.max_gap's docstring
 

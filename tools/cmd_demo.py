@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from radarstream.errors import RadarstreamError
-from tools.options import positive
+from tools.options import add_field_option, positive
 
 
 def _count(text: str) -> int:
@@ -107,15 +107,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from gui.pipeline import PipelineConfig  # zmq and the simulator only: no Qt, no torch
+
     d = sub.add_parser("demo", help="simulated sensors + causal service + monitor in one command (text summary without a display)",
                        description="Start the simulator and the service on random local ports and open the monitor "
                                    "on them; without a display, print a live summary every second instead.")
-    d.add_argument("--sensors", type=_count, default=4, metavar="N", help="simulated sensors (default 4)")
-    d.add_argument("--rate", type=positive, default=20.0, metavar="HZ", help="samples per second per sensor, real time (default 20)")
+    add_field_option(d, "--sensors", PipelineConfig, "sensors", type=_count, metavar="N", help="simulated sensors")
+    add_field_option(d, "--rate", PipelineConfig, "rate_hz", type=positive, metavar="HZ",
+                     help="samples per second per sensor, real time")
     d.add_argument("--duration", type=positive, default=None, metavar="S", help="stop after S seconds (default: until Ctrl-C or the window closes)")
     d.add_argument("--headless", action="store_true", help="no window: print the text summary every second")
     d.add_argument("--weights", default=None, metavar="DIR", help="model weights directory (default: the shipped weights)")
-    d.add_argument("--seed", type=int, default=0, metavar="N", help="simulator seed (default 0)")
+    add_field_option(d, "--seed", PipelineConfig, "seed", metavar="N", help="simulator seed")
     d.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="with the window: save a PNG at the end of --duration (default 10 s), then quit")
     d.set_defaults(func=cmd_demo)

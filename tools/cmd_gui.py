@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from radarstream.errors import RadarstreamError
-from tools.options import add_field_option, positive
+from tools.options import add_field_option, positive, source_field
 
 DEFAULT_FEED = "tcp://127.0.0.1:5555"
 DEFAULT_SERVICE = "tcp://127.0.0.1:5556"
@@ -103,9 +103,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--replay", default=None, metavar="FILE.mcap",
                    help="replay a recording with play/pause, speed and seek controls (needs streamer.recording.replay)")
     g.add_argument("--paused", action="store_true", help="with --replay: open paused at the start (default: play at 1x)")
-    g.add_argument("--window", type=positive, default=60.0, metavar="S", help="scrolling time window in seconds (default 60)")
-    g.add_argument("--threshold", type=float, default=50.0, metavar="M",
-                   help="shade where |causal - bidirectional| exceeds M metres (default 50)")
+    window_s, _ = source_field("gui.window", "WindowConfig", "window_s")  # read, not imported: no Qt here
+    threshold_m, _ = source_field("gui.window", "WindowConfig", "threshold_m")
+    g.add_argument("--window", type=positive, default=window_s, metavar="S",
+                   help=f"scrolling time window in seconds (default {window_s:g})")
+    g.add_argument("--threshold", type=float, default=threshold_m, metavar="M",
+                   help=f"shade where |causal - bidirectional| exceeds M metres (default {threshold_m:g})")
     add_field_option(g, "--history", HistoryConfig, "samples", metavar="SAMPLES",
                      help="samples kept per sensor (preallocated; 27 min at 20 Hz). Raise it to show long windows "
                           "at high rates, e.g. 65536 for 60 s at 1 kHz")

@@ -70,6 +70,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from streamer.live.engine import StreamPolicy
     from streamer.live.rescore import RescoreConfig
+    from streamer.sim.publisher import FeedConfig
 
     p = sub.add_parser(
         "score", help="per-sample causal, bidirectional, classical and hybrid estimates of a recording or simulation (CSV/Parquet)",
@@ -86,10 +87,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="output table")
     p.add_argument("--simulate", type=float, default=None, metavar="SECONDS",
                    help="score a fresh simulation of this many seconds instead of a recording")
-    p.add_argument("--seed", type=int, default=0, help="--simulate: simulator seed (default 0)")
-    p.add_argument("--sensors", type=int, default=1, help="--simulate: number of sensors (default 1)")
-    p.add_argument("--samples-per-message", type=int, default=1, metavar="K",
-                   help="--simulate: samples per message, as `radarstream simulate` (default 1)")
+    add_field_option(p, "--seed", FeedConfig, "seed", help="--simulate: simulator seed")
+    add_field_option(p, "--sensors", FeedConfig, "sensors", help="--simulate: number of sensors")
+    add_field_option(p, "--samples-per-message", FeedConfig, "samples_per_message", metavar="K",
+                     help="--simulate: samples per message, as `radarstream simulate`")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: shipped)")
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="inference backend (default onnx)")
     add_field_option(p, "--window", RescoreConfig, "window", help="re-scoring window in samples, as serve --rescore")

@@ -46,6 +46,26 @@ def field_doc(cls: type, name: str) -> str | None:
     return None
 
 
+def source_field(module: str, cls: str, name: str) -> tuple[Any, str | None]:
+    """Default (a literal) and docstring of field ``cls.name`` read from ``module``'s source without
+    importing it: for configs whose module would pull Qt into every command (``gui.window``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"no module {module}")
+    with open(spec.origin, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    body = next(n.body for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    for k, node in enumerate(body):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
+            after = body[k + 1] if k + 1 < len(body) else None
+            doc = (" ".join(after.value.value.split()) if isinstance(after, ast.Expr)
+                   and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str) else None)
+            return ast.literal_eval(node.value), doc
+    raise AttributeError(f"{cls} has no field {name!r}")
+
+
 def add_field_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, cls: type, name: str,
                      *, help: str | None = None, **kwargs: Any) -> argparse.Action:  # noqa: A002 - argparse's word
     """``parser.add_argument(flag, ...)`` with the default of ``cls.name`` and, unless ``help`` is
