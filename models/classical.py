@@ -265,6 +265,46 @@ def _dmin_std(coef: tuple[float, float, float], ldl: tuple[float, float, float, 
     return s_d2 / (2.0 * dmin + math.sqrt(s_d2))
 
 
+_Z90 = 1.6448536269514722  # two-sided 90 % normal quantile
+
+
+def _t_inflation(dof: int) -> float:
+    """t₀.₉₅(dof) / z₀.₉₅ (Cornish–Fisher): a fit of few points knows its noise level poorly,
+    so its interval widens like Student's t (1.36 at 3 dof, 1.03 at 30)."""
+    if dof < 1:
+        return math.nan
+    z = _Z90
+    t = z + (z**3 + z) / (4 * dof) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * dof**2) \
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * dof**3)
+    return t / z
+
+
+def _misfit_factor(rho: float) -> float:
+    """√((1+ρ)/(1−ρ)) for a lag-1 autocorrelation ρ of the time-ordered residuals: the variance
+    of a mean of AR(1) errors. White residuals (the straight-line model is right) give ≈ 1; a
+    manoeuvring target fitted by a parabola leaves slow, correlated residuals and its σ grows,
+    so a well-posed fit of the wrong model is no longer trusted as if it were right."""
+    r = min(max(rho, 0.0), 0.98) if math.isfinite(rho) else 0.0
+    return math.sqrt((1.0 + r) / (1.0 - r))
+
+
+def _lag1(res: np.ndarray) -> float:
+    """Lag-1 autocorrelation of a residual series (0 for fewer than 4 values)."""
+    if res.size < 4:
+        return 0.0
+    r = res - res.mean()
+    den = float(np.dot(r, r))
+    return float(np.dot(r[1:], r[:-1])) / den if den > 0.0 else 0.0
+
+
+def _noise_sigma(rms: float, n: int, cfg: CPAFitConfig) -> float:
+    """Range noise σ (ρ units) from the residual RMS of an n-point fit: dof-corrected, floored at a
+    tenth of the nominal σ (a lucky handful of points must not claim centimetres)."""
+    if n <= 3 or not math.isfinite(rms):
+        return math.nan
+    return max(rms * math.sqrt(n / (n - 3.0)), 0.1 * cfg.sigma_m / cfg.r_max)
+
+
 def _ldl_of(powers_w: np.ndarray) -> tuple[float, float, float, float, float, float] | None:
     """LDLᵀ factors of the Hankel normal matrix from its five moments Σw·τ^k."""
     sol = _ldl_solve(*powers_w.tolist(), 0.0, 0.0, 0.0)
@@ -485,7 +525,7 @@ def fit_cpa_weighted_ls(
     e = x @ coef - y
     wy = float(np.dot(w, y))
     rms = config.r_max * math.sqrt(float(np.dot(w, e * e)) / (4.0 * wy)) if wy > 0 else math.nan
-    std = _batch_std(coef, x[:, 1], w, rms, config)
+    std = _batch_std(coef, x[:, 1], w, e / (2.0 * np.maximum(rho, config.min_range_m / config.r_max)), config)
     return _result_from_scaled(*map(float, coef), t_ref, t_scale, config, n_det, n_use, rms, std)
 
 
@@ -540,20 +580,21 @@ def fit_cpa(
     res_in = _range_residual(coef, tau[inl], rho[inl])
     rms = config.r_max * math.sqrt(float(np.mean(res_in * res_in)))
     n_in = int(inl.sum())
-    std = _batch_std(coef, tau[inl], w_all[inl], rms, config)
+    std = _batch_std(coef, tau[inl], w_all[inl], res_in, config)
     return _result_from_scaled(*map(float, coef), t_ref, t_scale, config, n_det, n_in, rms, std)
 
 
-def _batch_std(coef: np.ndarray, tau: np.ndarray, w: np.ndarray, rms_m: float, cfg: CPAFitConfig) -> float:
-    """σ(Dmin) in ρ units of a batch fit: moments of its weights, σ = the residual RMS floored at
-    the nominal range noise (a handful of points can fit better than the noise allows)."""
+def _batch_std(coef: np.ndarray, tau: np.ndarray, w: np.ndarray, res: np.ndarray, cfg: CPAFitConfig) -> float:
+    """σ(Dmin) in ρ units of a batch fit over n points (τ, weights w, range residuals ``res`` in
+    ρ units, time order): the covariance of the weighted LS with the residuals' own noise level,
+    widened for few points (t) and for correlated residuals (model misfit)."""
+    n = tau.size
     tau2 = tau * tau
-    moments = np.stack([np.ones_like(tau), tau, tau2, tau2 * tau, tau2 * tau2]) @ w
-    ldl = _ldl_of(moments)
-    if ldl is None or not math.isfinite(rms_m):
+    ldl = _ldl_of(np.stack([np.ones_like(tau), tau, tau2, tau2 * tau, tau2 * tau2]) @ w)
+    sigma = _noise_sigma(math.sqrt(float(np.mean(res * res))) if n else math.nan, n, cfg)
+    if ldl is None or not math.isfinite(sigma):
         return math.nan
-    sigma = max(rms_m, cfg.sigma_m) / cfg.r_max
-    return _dmin_std(tuple(map(float, coef)), ldl, sigma)
+    return _dmin_std(tuple(map(float, coef)), ldl, sigma) * _t_inflation(n - 3) * _misfit_factor(_lag1(res))
 
 
 def with_fallback(result: CPAFitResult, prior_norm: float) -> float:
@@ -647,16 +688,26 @@ class RecursiveCPAFit:
             self._n_det, self._n_acc, self._rms_m(), self.dmin_std_norm(),
         )  # fmt: skip
 
+    def misfit(self) -> float:
+        """Lag-1 autocorrelation of the fit's innovations (each accepted detection's residual
+        against the fit before it): ≈ 0 when the straight-pass model is right, towards 1 for a
+        manoeuvring target the parabola cannot follow. 0 until there are a few innovations."""
+        return self._s_rr / self._s_r2 if self._s_r2 > 0.0 and self._n_acc > 8 else 0.0
+
     def dmin_std_norm(self) -> float:
-        """σ of the current dmin_norm (see :func:`_dmin_std`), with the fit's gating σ (its
-        running residual RMS, clipped to [sigma_m, sigma_max_m]); NaN without a valid fit."""
+        """σ of the current dmin_norm (see :func:`_dmin_std`): the running residual RMS as range
+        noise, widened for few points (t) and for correlated innovations (:meth:`misfit`); NaN
+        without a valid fit."""
         if self._coef is None:
             return math.nan
-        return _dmin_std(self._coef, self._ldl, self._sig)
+        sigma = _noise_sigma(self._rms_est, self._n_acc, self._cfg)
+        if not math.isfinite(sigma):
+            sigma = self._sig
+        return _dmin_std(self._coef, self._ldl, sigma) * _t_inflation(max(self._n_acc - 3, 1)) * _misfit_factor(self.misfit())
 
     _STATE = ("_rng", "_n_det", "_n_rej", "_buffer", "_rejected", "_tracking", "_boot_failure", "_t0",
               "_s0", "_s1", "_s2", "_s3", "_s4", "_b0", "_b1", "_b2", "_yy", "_n_acc", "_consec",
-              "_coef", "_ldl", "_sig", "_dmin_norm", "_hist")
+              "_coef", "_ldl", "_sig", "_dmin_norm", "_hist", "_rms_est", "_r_prev", "_s_rr", "_s_r2")
 
     def get_state(self) -> dict:
         """Everything the fit carries (sums, buffers, RNG), as a snapshot sharing nothing."""
@@ -699,8 +750,11 @@ class RecursiveCPAFit:
         self._coef: tuple[float, float, float] | None = None
         self._ldl = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         self._sig = self._sig_floor  # gating σ of the current fit (ρ units)
+        self._rms_est = math.nan  # weighted RMS range residual of the current fit (ρ units)
         self._dmin_norm = math.nan
         self._hist: list[tuple[float, float, float]] = []
+        self._r_prev = math.nan  # last innovation (ρ units) and the sums of its lag-1 statistics
+        self._s_rr = self._s_r2 = 0.0
 
     def _base_weight(self, rho: float) -> float:
         if self._uniform:
@@ -727,7 +781,8 @@ class RecursiveCPAFit:
             c0, c1, c2 = self._coef
             pred2 = (c2 * tau + c1) * tau + c0
             pred = math.sqrt(pred2) if pred2 > 0.0 else 0.0
-            res = abs(rho - pred)
+            signed = rho - pred
+            res = abs(signed)
             l10, l20, l21, d0, d1, d2 = self._ldl
             v1 = tau - l10
             v2 = tau * tau - l20 - l21 * v1
@@ -741,6 +796,11 @@ class RecursiveCPAFit:
                 w *= corner / res
         self._consec = 0
         self._rejected.clear()
+        if self._coef is not None:  # innovations of a right model are white; a wrong one's are not
+            if self._r_prev == self._r_prev:
+                self._s_rr += signed * self._r_prev
+            self._s_r2 += signed * signed
+            self._r_prev = signed
         self._accept(t, d, tau, rho * rho, w)
         self._solve()
         return self._dmin_norm
@@ -835,6 +895,10 @@ class RecursiveCPAFit:
         # gating σ for the next sample: running weighted RMS (dof-corrected), clipped
         sig = self._sig_floor
         n = self._n_acc
+        self._rms_est = math.nan
+        if n > 3 and self._b0 > 0.0:
+            rss = self._yy - (c0 * self._b0 + c1 * self._b1 + c2 * self._b2)
+            self._rms_est = math.sqrt(max(rss, 0.0) / (4.0 * self._b0))
         if self._adaptive and n > 3 and self._b0 > 0.0:
             rss = self._yy - (c0 * self._b0 + c1 * self._b1 + c2 * self._b2)
             if rss > 0.0:
@@ -858,7 +922,7 @@ class RecursiveCPAFit:
         return self._cfg.r_max * math.sqrt(self._rss() / (4.0 * self._b0))
 
 
-CPA_OUTPUTS: tuple[str, ...] = ("dmin_norm", "dmin_std_norm", "cpa_passed")
+CPA_OUTPUTS: tuple[str, ...] = ("dmin_norm", "dmin_std_norm", "cpa_passed", "misfit")
 """Columns of :meth:`StreamingCPAEstimator.update`'s output."""
 
 _CLOCK_TOLERANCE_NS = 1_000
@@ -876,8 +940,8 @@ class StreamingCPAEstimator:
     also across calls; the output does not depend on how the stream is chunked.
 
     Online vocabulary (radarstream.online): ``update(block)`` takes integer-nanosecond times and
-    returns ``[T, 3]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
-    ``cpa_margin_s`` behind). The fit runs on seconds since the stream's first sample, taken as an
+    returns ``[T, 4]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
+    ``cpa_margin_s`` behind, the fit's :meth:`RecursiveCPAFit.misfit`). The fit runs on seconds since the stream's first sample, taken as an
     integer difference, so the output does not depend on the clock's origin. ``process`` is the
     older float-seconds spelling of the same loop.
     """
@@ -896,7 +960,7 @@ class StreamingCPAEstimator:
         self._origin_ns: int | None = None  # first detection of the current encounter
         self._last_sample_ns: int | None = None
         self._last_det_ns: int | None = None
-        self._last = (math.nan, math.nan, 0.0)
+        self._last = (math.nan, math.nan, 0.0, 0.0)
 
     def current(self) -> CPAFitResult:
         """The current (or, until the next detection, the last) encounter's fit."""
@@ -912,7 +976,7 @@ class StreamingCPAEstimator:
         self._last_det_ns, self._last = state["last_det_ns"], tuple(state["last"])
 
     def update(self, block) -> np.ndarray:
-        """``[T, 3]`` :data:`CPA_OUTPUTS` after each sample of ``block`` (a radarstream.online.Block)."""
+        """``[T, 4]`` :data:`CPA_OUTPUTS` after each sample of ``block`` (a radarstream.online.Block)."""
         return self._run(np.asarray(block.t_ns, np.int64), np.asarray(block.x[:, 1], np.float64), self.cpa_margin_s)
 
     def process(
@@ -933,8 +997,8 @@ class StreamingCPAEstimator:
         forward-fill + gap masking. Without ``t_s`` the fit runs on seconds since its encounter's
         first detection, an integer difference (exact, whatever the clock's origin)."""
         n = t_ns.size
-        out = np.full((n, 3), np.nan)
-        out[:, 2] = 0.0
+        out = np.full((n, len(CPA_OUTPUTS)), np.nan)
+        out[:, 2:] = 0.0
         if n == 0:
             return out
         if (self._last_sample_ns is not None and t_ns[0] < self._last_sample_ns) or np.any(np.diff(t_ns) < 0):
@@ -942,7 +1006,7 @@ class StreamingCPAEstimator:
         det_idx = np.flatnonzero(np.isfinite(d_arr) & (d_arr >= 0.0))
         det_ns = t_ns[det_idx]
         det_s = None if t_s is None else t_s[det_idx].tolist()
-        res_det = np.empty((det_idx.size, 3))
+        res_det = np.empty((det_idx.size, len(CPA_OUTPUTS)))
         fit, limit = self._fit, self._gap_ns + _CLOCK_TOLERANCE_NS
         push = fit._push
         last, start = self._last_det_ns, self._origin_ns
@@ -953,7 +1017,8 @@ class StreamingCPAEstimator:
                 start = tn
             ts = (tn - start) * 1e-9 if det_s is None else det_s[k]
             est = push(ts, di)
-            res_det[k] = est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s))
+            res_det[k] = (est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s)),
+                          fit.misfit())
             last = tn
         # each sample takes the outputs of the latest detection at or before it, unless stale
         pos = np.searchsorted(det_idx, np.arange(n), side="right") - 1
@@ -963,7 +1028,7 @@ class StreamingCPAEstimator:
             src = np.where(have[:, None], res_det[np.maximum(pos, 0)], np.asarray(self._last))
         else:
             src_ns = np.full(n, self._last_det_ns or 0, np.int64)
-            src = np.broadcast_to(np.asarray(self._last), (n, 3))
+            src = np.broadcast_to(np.asarray(self._last), (n, len(CPA_OUTPUTS)))
         known = have | (self._last_det_ns is not None)
         fresh = known & (t_ns - src_ns <= limit)
         out[fresh] = src[fresh]
