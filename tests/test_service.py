@@ -188,3 +188,35 @@ def test_a_stream_off_the_profile_gets_out_of_domain_and_the_others_do_not(tiny_
     assert sorted(stats["health"]["out_of_domain"]) == ["probe", "slow-0"]
     assert stats["sensor_counters"]["slow-0"]["out_of_domain"] == 1
     assert "out_of_domain" not in stats["sensor_counters"].get("ok-0", {})
+
+
+def test_near_passes_raise_one_near_miss_each_and_far_passes_none(tiny_weights):
+    """serve --alert-dmin-m 150: every simulated pass closer than ~60 m raises exactly one
+    near_miss (with its margin) and clears; passes beyond 500 m raise nothing."""
+    from streamer.live.alerts import AlertConfig
+    from streamer.sim.simulator import RadarConfig
+
+    near = SimulatedFeed(FeedConfig(sensors=1, samples_per_message=50, seed=3, realtime=False, sensor_prefix="near-",
+                                    radar=RadarConfig(dmin_range_norm=(0.02, 0.06), snr_at_rmax_db=10.0)))
+    far = SimulatedFeed(FeedConfig(sensors=1, samples_per_message=50, seed=4, realtime=False, sensor_prefix="far-",
+                                   radar=RadarConfig(dmin_range_norm=(0.5, 0.9), snr_at_rmax_db=10.0)))
+    n_msgs = 120  # 6,000 samples = 300 s each
+    with running_service(tiny_weights, "onnx", alert=AlertConfig(dmin_m=150.0)) as (service, pub, out):
+        truth = []
+        for _ in range(n_msgs):
+            for frames in near.next_messages() + far.next_messages():
+                m = P.decode_message(frames)
+                if m.sensor == "near-0":
+                    truth.append(np.array(m.truth.data))
+                pub.send_multipart(frames)
+        msgs = collect(out, lambda ms: all(len(preds_by_sensor(ms).get(s, {})) >= n_msgs * 50 for s in ("near-0", "far-0")))
+        stats = service.snapshot()
+    inside = np.concatenate(truth)[:, 1] > 0.5
+    finished = int(np.sum(inside[:-1] & ~inside[1:]))  # encounters that ended inside the stream
+    alerts = events(msgs, "near_miss")
+    cleared = events(msgs, "near_miss_cleared")
+    assert {e.sensor for e in alerts} == {"near-0"}
+    assert finished <= len(alerts) <= finished + 1  # the last may still be in progress
+    assert all(e.meta["margin_m"] > 0 and e.meta["probability"] > 0.9 and e.meta["threshold_m"] == 150.0 for e in alerts)
+    assert len(alerts) - 1 <= len(cleared) <= len(alerts)
+    assert stats["counters"]["near_miss"] == len(alerts)

@@ -29,6 +29,8 @@ from streamer.live.engine import Event, Run, StreamEngine, StreamPolicy, run_blo
 from models.classical import CPAFitConfig
 from models.hybrid import HybridBank
 from models.profile import RadarProfile
+from radarstream.online import Block
+from streamer.live.alerts import AlertConfig, NearMissDetector
 from streamer.live.domain import DomainBank
 from streamer.live.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
 from streamer.live.metrics import DelayedLabelMetrics
@@ -83,6 +85,9 @@ class ServiceConfig:
     hybrid: bool = True
     """Run the classical CPA fit per sensor beside the LSTM and publish the classical and hybrid
     estimates as ``pred`` channels 3 and 4 (normalised; NaN when the classical fit has none)."""
+    alert: AlertConfig | None = None
+    """Near-miss alerts (``--alert-dmin-m``): ``near_miss`` / ``near_miss_cleared`` events from the
+    hybrid estimate and its σ (streamer/live/alerts.py); needs ``hybrid``."""
     domain_check: bool = True
     """Compare every stream with the model's radar profile (rate, amplitude level, detections)
     and publish ``out_of_domain`` / ``back_in_domain`` events (docs/reliability.md)."""
@@ -150,6 +155,7 @@ class StreamService:
         self.engine = StreamEngine(backend, config.policy)
         self.profile = getattr(backend, "profile", None) or RadarProfile.legacy(backend.r_max_m)
         self._domain = DomainBank(self.profile) if config.domain_check else None
+        self._alerts: dict[str, NearMissDetector] = {}
         self.stats = ServiceStats()
         self.ctx = context or zmq.Context.instance()
         self.on_runs = on_runs
@@ -423,6 +429,28 @@ class StreamService:
                 out.append(Event(sensor, "back_in_domain", seq, {}))
         return out
 
+    def _alert_events(self, run: Run, data: np.ndarray, r_max: float) -> list[Event]:
+        """``near_miss`` / ``near_miss_cleared`` for this run's rows (hybrid estimate ± σ; the
+        encounter is the classical fit's: it lasts while its estimate is defined)."""
+        det = self._alerts.get(run.sensor)
+        if det is None:
+            det = self._alerts[run.sensor] = NearMissDetector(self.config.alert)
+        std = np.where(np.isfinite(data[:, 7]), data[:, 7], data[:, 5]).astype(np.float64) * r_max
+        est = np.stack([data[:, 4].astype(np.float64) * r_max, std, np.isfinite(data[:, 3])], axis=1)
+        out = det.update(Block(np.zeros(len(data), np.int64), run.x, estimate=est))
+        events = []
+        cfg = self.config.alert
+        for k in np.flatnonzero(out[:, 2]).tolist():
+            d, sd, prob = float(est[k, 0]), float(est[k, 1]), float(out[k, 0])
+            fields = {"dmin_m": round(d, 2), "std_m": None if not np.isfinite(sd) else round(sd, 2),
+                      "probability": None if not np.isfinite(prob) else round(prob, 4), "threshold_m": cfg.dmin_m,
+                      "sample_t_ns": int(run.t0_ns + k * run.period_ns)}
+            if out[k, 2] > 0:
+                fields.update(margin_m=round(cfg.dmin_m - d, 2), confidence=cfg.confidence)
+                self.engine.counters["near_miss"] += 1
+            events.append(Event(run.sensor, "near_miss" if out[k, 2] > 0 else "near_miss_cleared", run.seq + k, fields))
+        return events
+
     def _hybrid(self, run: Run) -> np.ndarray:
         """``[T, 4]``: classical, its σ, hybrid, its σ of a run (models/hybrid.py has the rule)."""
         return self._hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
@@ -482,6 +510,8 @@ class StreamService:
             data[:, 2] = lat
             block = P.Block(P.Kind.PRED, run.epoch, run.seq, run.t0_ns, run.period_ns, data)
             pub.send_multipart([P.topic(P.Kind.PRED, run.sensor), P.encode_block(block)], copy=False)
+            if self.config.alert is not None and hybrid:
+                self._send_events(pub, self._alert_events(run, data, r_max))
             lat_window.extend(lat.tolist() if t < 64 else lat[:: max(1, t // 64)].tolist())
             ages.append((wall_ns - run.t0_ns - (t - 1) * run.period_ns) * 1e-6)
             self.stats.samples += t
