@@ -41,7 +41,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from streamer.live.backends import make_backend
 
     try:
-        backend = make_backend(args.backend, args.weights)
+        backend = make_backend(args.backend, args.weights, profile=args.radar)
     except (WeightsError, OSError, ValueError) as exc:
         raise ScoreError(f"cannot load the causal model: {exc}") from None
 
@@ -92,6 +92,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_option(p, "--samples-per-message", FeedConfig, "samples_per_message", metavar="K",
                      help="--simulate: samples per message, as `radarstream simulate`")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: shipped)")
+    p.add_argument("--radar", default=None, metavar="PROFILE.json",
+                   help="the radar's profile (default: the profile stored with the weights)")
     p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="inference backend (default onnx)")
     add_field_option(p, "--window", RescoreConfig, "window", help="re-scoring window in samples, as serve --rescore")
     add_field_option(p, "--hop", RescoreConfig, "hop")

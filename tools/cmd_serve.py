@@ -14,6 +14,7 @@ from tools.options import add_curve_arguments, add_field_option, curve_config, f
 def cmd_serve(args: argparse.Namespace) -> int:
     import signal
 
+    from streamer.live.alerts import AlertConfig
     from streamer.live.backends import make_backend
     from streamer.live.engine import StreamPolicy
     from streamer.live.health import HealthConfig
@@ -23,12 +24,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose)
     limit_threads(1)
-    backend = make_backend(args.backend, args.weights, threads=1)
+    backend = make_backend(args.backend, args.weights, threads=1, profile=args.radar)
+    alert = AlertConfig(args.alert_dmin_m, args.alert_confidence) if args.alert_dmin_m is not None else None
     cfg = ServiceConfig(
         feeds=tuple(args.feed or field_default(ServiceConfig, "feeds")), pub=args.pub,
         stats_interval_s=args.stats_interval, policy=StreamPolicy(max_gap=args.max_gap), rcvhwm=args.rcvhwm,
         max_samples_per_message=args.max_samples, checkpoint_every=args.checkpoint_every,
-        hybrid=not args.no_hybrid,
+        hybrid=not args.no_hybrid, alert=alert, domain_check=not args.no_domain_check,
         rescore=RescoreConfig(window=args.window, hop=args.hop, threshold_m=args.threshold_m,
                               backend=args.backend) if args.rescore else None,
         health=HealthConfig(lag_threshold_s=args.lag_threshold, max_sensor_rate=args.max_sensor_rate,
@@ -44,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from streamer.live.alerts import AlertConfig
     from streamer.live.engine import StreamPolicy
     from streamer.live.health import HealthConfig
     from streamer.live.rescore import RescoreConfig
@@ -59,6 +62,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sv.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
                     help="inference backend (default: onnx, the faster in bench stream)")
     sv.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: shipped)")
+    sv.add_argument("--radar", default=None, metavar="PROFILE.json",
+                    help="the radar's profile (R_max, dwell rate, noise RMS, range noise; docs/simulator.md); "
+                         "default: the profile stored with the weights")
+    sv.add_argument("--alert-dmin-m", type=float, default=None, metavar="M",
+                    help="publish near_miss events when the target is likely to pass closer than M metres (off by default)")
+    add_field_option(sv, "--alert-confidence", AlertConfig, "confidence", metavar="P")
+    sv.add_argument("--no-domain-check", action="store_true",
+                    help="do not compare streams with the radar profile (no out_of_domain events)")
     add_field_option(sv, "--stats-interval", ServiceConfig, "stats_interval_s", metavar="S",
                      help="seconds between stats")
     add_field_option(sv, "--max-gap", StreamPolicy, "max_gap")
@@ -72,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_option(sv, "--hop", RescoreConfig, "hop")
     add_field_option(sv, "--threshold-m", RescoreConfig, "threshold_m")
     sv.add_argument("--no-hybrid", action="store_true",
-                    help="do not run the classical CPA fit beside the LSTM (pred then has 3 channels, not 5)")
+                    help="do not run the classical CPA fit beside the LSTM (and no near-miss alerts; pred then has "
+                         "3 channels, or 8 with NaN classical channels when the model predicts its uncertainty)")
     add_field_option(sv, "--lag-threshold", HealthConfig, "lag_threshold_s", metavar="S")
     add_field_option(sv, "--max-sensor-rate", HealthConfig, "max_sensor_rate", type=float, metavar="HZ",
                      default_text="unlimited")
