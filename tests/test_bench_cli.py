@@ -127,3 +127,17 @@ def test_tools_modules_stay_thin():
 
     for path in Path(tools.__path__[0]).glob("*.py"):
         assert len(path.read_text().splitlines()) <= 250, path.name
+
+
+def test_no_package_imports_the_command_line():
+    """tools/ sits on top: bench/, gui/, streamer/, models/ and radarstream/ never import it."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for pkg in ("bench", "gui", "streamer", "models", "radarstream"):
+        for path in (root / pkg).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                assert not any(n == "tools" or n.startswith("tools.") for n in names), path

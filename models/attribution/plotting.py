@@ -133,6 +133,17 @@ def _legend(ax: Any) -> None:
               handletextpad=0.4, columnspacing=1.2)
 
 
+def _finish_axes(axes: list[Any], with_legend: list[Any], res: Any, src: WindowLike, t: np.ndarray) -> None:
+    """Step and CPA markers on every panel, legend and grid on ``with_legend``, the shared time axis."""
+    dt = 1.0 / src.rate_hz
+    _mark_steps(axes, res, src, t)
+    for ax in with_legend:
+        _legend(ax)
+        ax.grid(alpha=0.25, zorder=1)
+    axes[-1].set_xlabel(f"time in window (s) - {src.rate_hz:g} samples/s")
+    axes[-1].set_xlim(t[0] - dt / 2, t[-1] + dt / 2)
+
+
 def _attribution_note(res: Any) -> str:
     r = res.r_max_m
     parts = [f"baseline: {res.baseline_name} (amplitude {res.baseline[0]:g}, distance {res.baseline[1]:g})",
@@ -174,12 +185,7 @@ def plot_attribution(res: Any, src: WindowLike, curve: np.ndarray | None, path: 
         cb = fig.colorbar(im, ax=ax, pad=0.01, fraction=0.04)
         cb.set_label(f"{unit}\n- {res.channels[c]} channel", fontsize=8)
         cb.ax.tick_params(labelsize=8)
-    _mark_steps(list(axes), res, src, t)
-    for ax in axes:
-        _legend(ax)
-        ax.grid(alpha=0.25, zorder=1)
-    axes[-1].set_xlabel(f"time in window (s) - {src.rate_hz:g} samples/s")
-    axes[-1].set_xlim(t[0] - dt / 2, t[-1] + dt / 2)
+    _finish_axes(list(axes), list(axes), res, src, t)
     fig.suptitle(_title(res, src, title), fontsize=12)
     fig.text(0.5, -0.01, _attribution_note(res), ha="center", va="top", fontsize=8, wrap=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -214,12 +220,7 @@ def plot_attention(res: Any, src: WindowLike, path: Path, title: str) -> Path:
     ax.axhline(1.0 / len(w), color="0.3", ls=":", lw=1, label="uniform (1 / T)")
     ax.set_ylabel("share of the\npooled context")
     _spacer_colorbar(fig, ax)
-    _mark_steps(list(axes), res, src, t)
-    for ax in axes:
-        _legend(ax)
-        ax.grid(alpha=0.25, zorder=1)
-    axes[-1].set_xlabel(f"time in window (s) - {src.rate_hz:g} samples/s")
-    axes[-1].set_xlim(t[0] - dt / 2, t[-1] + dt / 2)
+    _finish_axes(list(axes), list(axes), res, src, t)
     fig.suptitle(_title(res, src, f"{title} ({res.pooling} pooling)"), fontsize=12)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -299,12 +300,7 @@ def plot_internal(res: Any, src: WindowLike, curve: np.ndarray | None, path: Pat
     for ax, (label, blocks, cmap, vmin, vmax, cbl) in zip(axes[2:], rows):
         _unit_heatmap(fig, ax, blocks, t, dt, cmap, vmin, vmax, cbl, dirs)
         ax.set_ylabel(label, fontsize=9)
-    _mark_steps(list(axes), res, src, t)
-    for ax in axes[:2]:
-        _legend(ax)
-        ax.grid(alpha=0.25)
-    axes[-1].set_xlabel(f"time in window (s) - {src.rate_hz:g} samples/s")
-    axes[-1].set_xlim(t[0] - dt / 2, t[-1] + dt / 2)
+    _finish_axes(list(axes), list(axes[:2]), res, src, t)
     note = ("bidirectional LSTM: 'fwd' units at t have read the samples up to t, 'bwd' units those from the end "
             "back to t" if dirs == 2 else "unidirectional LSTM: each unit at t has read only the samples up to t")
     fig.suptitle(_title(res, src, title) + f"\n{note}", fontsize=11)
