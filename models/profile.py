@@ -19,11 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from radarstream.errors import RadarstreamError
+
 PROFILE_FILE = "profile.json"
 """Name of the profile written next to the weights (each weights JSON also holds a copy)."""
 
 
-class ProfileError(ValueError):
+class ProfileError(RadarstreamError, ValueError):
     """A radar profile is missing, malformed or inconsistent."""
 
 
