@@ -57,6 +57,8 @@ def test_debug_shows_the_traceback(tmp_path):
     assert res.returncode == 2
     assert "Traceback" in res.stderr and "RecordingError" in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("error: ")
+    after = _cli("recording", "info", str(tmp_path / "missing.mcap"), "--debug")  # also after the sub-command
+    assert after.returncode == 2 and "Traceback" in after.stderr
 
 
 def test_errors_from_every_family_take_the_same_road(tmp_path, capsys):

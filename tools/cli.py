@@ -61,7 +61,10 @@ def run(argv: Sequence[str] | None = None, *, modules: Sequence[str] | None = No
     """Parse ``argv``, run the handler, turn errors into exit codes (see the module docstring)."""
     from radarstream.errors import RadarstreamError
 
-    args = build_parser(modules, description=description).parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in words  # accepted anywhere, also after the sub-command
+    args = build_parser(modules, description=description).parse_args([w for w in words if w != "--debug"])
+    args.debug = debug
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler of BrokenPipeError

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from radarstream.errors import UsageError
 from tools.options import add_curve_arguments, add_field_option, curve_config, hidden_parser, positive, rate_or_max
 
+if TYPE_CHECKING:
+    from streamer.sim.publisher import FeedConfig
 
-def _feed_config(args: argparse.Namespace):
+
+def _feed_config(args: argparse.Namespace) -> FeedConfig:
     from streamer.sim.publisher import FeedConfig
     from streamer.sim.simulator import RadarConfig
 
@@ -62,7 +66,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _to_file(args: argparse.Namespace, feed_cfg) -> int:
+def _to_file(args: argparse.Namespace, feed_cfg: FeedConfig) -> int:
     from streamer.recording.writer import simulate_to_file
 
     if args.duration is None:
