@@ -80,6 +80,18 @@ def run(argv: Sequence[str] | None = None, *, modules: Sequence[str] | None = No
         return EXIT_ERROR
 
 
+_MOVED = {"cmd_train": "tools.cmd_train", "cmd_export": "tools.cmd_export", "cmd_serve": "tools.cmd_serve",
+          "cmd_simulate": "tools.cmd_simulate", "cmd_bench_quality": "tools.cmd_bench",
+          "cmd_bench_stream": "tools.cmd_bench"}
+"""Handlers that lived in this module before every command got its own (issue 12): still importable."""
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``radarstream …`` (the console script)."""
     return run(argv)
