@@ -141,3 +141,21 @@ def test_no_package_imports_the_command_line():
                 names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 assert not any(n == "tools" or n.startswith("tools.") for n in names), path
+
+
+def test_handlers_that_moved_still_import_from_their_old_modules():
+    import tools.cli
+    import tools.cmd_bench
+    import tools.cmd_gui
+    import tools.cmd_record
+    import tools.cmd_simulate
+
+    assert tools.cli.cmd_bench_stream is tools.cmd_bench.cmd_bench_stream
+    assert tools.cmd_record.cmd_simulate_file is tools.cmd_simulate.cmd_simulate
+    assert tools.cmd_record.cmd_bench_record is tools.cmd_bench.cmd_bench_record
+    assert tools.cmd_gui.cmd_bench_gui is tools.cmd_bench.cmd_bench_gui
+    import argparse
+
+    p = argparse.ArgumentParser()
+    tools.cmd_record.add_bench_record_arguments(p)
+    assert p.parse_args([]).func is tools.cmd_bench.cmd_bench_record

@@ -166,6 +166,11 @@ def _record(p: argparse.ArgumentParser, prog: str) -> None:
     p.set_defaults(func=cmd_bench_record)
 
 
+def add_bench_record_arguments(p: argparse.ArgumentParser, prog: str = "radarstream bench record") -> None:
+    """Flags and handler of the recording benchmark on ``p`` (the pre-issue-12 hook, kept)."""
+    _record(p, prog)
+
+
 def _gui(p: argparse.ArgumentParser, prog: str) -> None:
     from bench.gui import BenchConfig as C
 

@@ -119,3 +119,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--quit-after", type=positive, default=None, metavar="SECONDS",
                    help="close the monitor after this many seconds")
     g.set_defaults(func=cmd_gui)
+
+
+def __getattr__(name: str):
+    """``cmd_bench_gui`` lived here before ``radarstream bench gui`` (issue 12): still importable."""
+    if name == "cmd_bench_gui":
+        from tools.cmd_bench import cmd_bench_gui
+
+        return cmd_bench_gui
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

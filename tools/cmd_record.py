@@ -63,6 +63,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_record)
 
 
+_MOVED = {"cmd_info": ("tools.cmd_recording", "cmd_info"), "cmd_repair": ("tools.cmd_recording", "cmd_repair"),
+          "cmd_replay": ("tools.cmd_replay", "cmd_replay"), "cmd_export_csv": ("tools.cmd_export_csv", "cmd_export_csv"),
+          "cmd_simulate_file": ("tools.cmd_simulate", "cmd_simulate"),
+          "cmd_bench_record": ("tools.cmd_bench", "cmd_bench_record"),
+          "add_bench_record_arguments": ("tools.cmd_bench", "add_bench_record_arguments")}
+"""The recording family's handlers lived here before each command got its own module (issue 12)."""
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        module, attr = _MOVED[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Only the recording family (``python -m tools.cmd_record``), with the CLI's error handling."""
     from tools.cli import run
