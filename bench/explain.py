@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+__all__ = ["BENCH_WINDOW", "ExplainBenchConfig", "ExplainBenchResult", "MethodCost", "bench_models", "cost_table",
+           "run_bench", "time_methods"]
+
 ProgressFn = Callable[[int, int], None]
 
 BENCH_WINDOW = 1024

@@ -17,10 +17,12 @@ EXPLAIN_DEFAULT_WINDOW = 512
 
 
 def __getattr__(name: str):
-    """The window sources (``ExplainError`` …) and figures lived here before issue 12: still importable."""
+    """The window sources (``ExplainError`` …), figures and the benchmark lived here before issue 12: still importable."""
     import importlib
 
-    for home in ("streamer.offline.explain_windows", "models.attribution.plotting"):
+    if name == "cmd_bench_explain":
+        return importlib.import_module("tools.cmd_bench").cmd_bench_explain
+    for home in ("streamer.offline.explain_windows", "models.attribution.plotting", "bench.explain"):
         module = importlib.import_module(home)
         if name in module.__all__:
             return getattr(module, name)
