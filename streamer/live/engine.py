@@ -108,6 +108,12 @@ def model_input(x: np.ndarray, period_ns: list[int], input_size: int) -> np.ndar
     return np.concatenate([x, col.astype(np.float32)], axis=2)
 
 
+def raw_channels(model) -> int:
+    """Raw input channels a torch model's normaliser takes: 3 when it reads the sample period
+    (``model_input`` appends it), else 2 (``[amplitude, distance]``)."""
+    return 3 if getattr(getattr(model, "normalizer", None), "with_period", False) else 2
+
+
 class StatePool:
     """``(h, c)`` of every sensor in two arrays ``[layers, capacity, hidden]`` (grows by doubling)."""
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from streamer.live.engine import model_input, raw_channels
 from streamer.wire import protocol as P
 
 log = logging.getLogger("radarstream.rescore")
@@ -134,49 +135,56 @@ def regions_above(values: np.ndarray, threshold: float, seq0: int) -> list[list[
 
 
 class BidirScorer:
-    """The bidirectional model behind ``score(x [B, W, 2]) -> y [B, W]`` (onnx or torch)."""
+    """The bidirectional model behind ``score(x [B, W, 2], period_ns) -> y [B, W]`` (onnx or
+    torch), with the same radar profile in both (``profile``: a ``RadarProfile``, the path of its
+    JSON, or None for the one stored with the weights; an ONNX graph baked for another profile is
+    re-exported, see ``models.export.onnx_for``)."""
 
-    def __init__(self, weights_dir: str | Path | None, backend: str = "onnx"):
-        from models.bundle import load_model, shipped_weights_dir
+    def __init__(self, weights_dir: str | Path | None, backend: str = "onnx", *, profile=None):
+        from models.export import onnx_for
 
-        base = Path(weights_dir) if weights_dir is not None else shipped_weights_dir()
-        model, meta = load_model("bidir", base)
-        self.r_max_m = float(meta["config"]["r_max_m"])
+        if backend not in ("onnx", "torch"):
+            raise ValueError(f"unknown backend {backend!r}")
+        model, path = onnx_for("bidir", weights_dir, profile=profile) if backend == "onnx" else (None, None)
+        if model is None:
+            from models.bundle import load_model
+
+            model, _ = load_model("bidir", weights_dir, profile=profile)
+        self.profile = model.profile
+        self.r_max_m = float(model.profile.r_max_m)
+        self.input_size = raw_channels(model)
         self.backend = backend
         if backend == "onnx":
-            import tempfile
-
             from streamer.live.backends.onnx_backend import checked_session
 
-            path = base / "bidir.onnx"
-            if not path.is_file():
-                from models.export import export_bidir
-
-                path = export_bidir(model, Path(tempfile.mkdtemp(prefix="radarstream-onnx-")) / "bidir.onnx")
             self._session = checked_session(path, 1)
-        elif backend == "torch":
-            self._model = model
+            self._outputs = ["y"]
         else:
-            raise ValueError(f"unknown backend {backend!r}")
+            self._model = model
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def score(self, x: np.ndarray, period_ns: list[int] | None = None) -> np.ndarray:
+        """``y [B, W]`` of windows ``x [B, W, 2]``; ``period_ns`` per window (a model that reads
+        the sample period gets it as a third channel; None: the profile's nominal period)."""
         x = np.ascontiguousarray(x, np.float32)
+        if period_ns is not None:
+            x = model_input(x, list(period_ns), self.input_size)
         if self.backend == "onnx":
-            return self._session.run(["y"], {"x": x})[0]
+            return self._session.run(self._outputs, {"x": x})[0]
         import torch
 
         with torch.inference_mode():
-            return self._model(torch.from_numpy(x.copy())).numpy()
+            out = self._model(torch.from_numpy(x.copy()))
+        return (out[0] if isinstance(out, tuple) else out).numpy()
 
 
 class Rescorer:
     """Owns the assembler (service thread side) and the worker thread (model side)."""
 
     def __init__(self, config: RescoreConfig, weights_dir: str | Path | None, context: zmq.Context,
-                 endpoint: str | None = None):
+                 endpoint: str | None = None, *, profile=None):
         self.config = config
         self.assembler = WindowAssembler(config.window, config.hop)
-        self.scorer = BidirScorer(weights_dir, config.backend)
+        self.scorer = BidirScorer(weights_dir, config.backend, profile=profile)
         self.r_max_m = self.scorer.r_max_m
         self.endpoint = endpoint or f"inproc://radarstream-rescore-{id(self)}"
         self.ctx = context
@@ -260,7 +268,7 @@ class Rescorer:
 
     def _score(self, batch: list[Window]) -> list[list[bytes]]:
         t = time.perf_counter()
-        y = self.scorer.score(np.stack([w.x for w in batch]))
+        y = self.scorer.score(np.stack([w.x for w in batch]), [w.period_ns for w in batch])
         if self.config.slowdown_s:
             self._stopping.wait(self.config.slowdown_s * len(batch))
         per_window_ms = (time.perf_counter() - t) * 1e3 / len(batch)

@@ -13,6 +13,7 @@ rate limits and event budgets; and, with ``curve`` set, encrypts and authenticat
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter, deque
@@ -171,7 +172,7 @@ class StreamService:
         self._last_checkpoint: dict[str, int] = {}
         self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=config.metrics)
         self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
-        self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx) if config.rescore else None
+        self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx, profile=self.profile) if config.rescore else None
         self._hybrids = HybridBank(CPAFitConfig.for_profile(self.profile))
         h = config.health
         self.lag = LagMonitor(h.lag_threshold_s, empty_at=time.monotonic())
@@ -440,11 +441,11 @@ class StreamService:
         out = det.update(Block(np.zeros(len(data), np.int64), run.x, estimate=est))
         events = []
         cfg = self.config.alert
+        num = lambda v, nd: round(v, nd) if math.isfinite(v) else None  # noqa: E731 - JSON has no NaN
         for k in np.flatnonzero(out[:, 2]).tolist():
             d, sd, prob = float(est[k, 0]), float(est[k, 1]), float(out[k, 0])
-            fields = {"dmin_m": round(d, 2), "std_m": None if not np.isfinite(sd) else round(sd, 2),
-                      "probability": None if not np.isfinite(prob) else round(prob, 4), "threshold_m": cfg.dmin_m,
-                      "sample_t_ns": int(run.t0_ns + k * run.period_ns)}
+            fields = {"dmin_m": num(d, 2), "std_m": num(sd, 2), "probability": num(prob, 4),
+                      "threshold_m": cfg.dmin_m, "sample_t_ns": int(run.t0_ns + k * run.period_ns)}
             if out[k, 2] > 0:
                 fields.update(margin_m=round(cfg.dmin_m - d, 2), confidence=cfg.confidence)
                 self.engine.counters["near_miss"] += 1
@@ -480,7 +481,12 @@ class StreamService:
                 continue
             st = self.engine.sensors.get(ev.sensor)
             epoch = st.epoch if st is not None else self._epoch
-            msg = P.make_event(ev.sensor, ev.type, epoch=epoch, seq=max(ev.seq, 0), t_ns=now_ns, **ev.fields)
+            try:
+                msg = P.make_event(ev.sensor, ev.type, epoch=epoch, seq=max(ev.seq, 0), t_ns=now_ns, **ev.fields)
+            except (TypeError, ValueError) as exc:  # a field JSON cannot carry: lose this event, not the batch
+                self.stats.decode_errors["internal_error"] += 1
+                self._log_limited("event_error", "cannot encode %s event of %s: %s", ev.type, ev.sensor, exc)
+                continue
             pub.send_multipart(P.encode_message(msg), copy=False)
             if ev.type not in _QUIET_EVENTS:
                 self._log_limited(ev.type, "%s %s seq=%d %s", ev.type, ev.sensor, ev.seq, ev.fields)
@@ -508,10 +514,10 @@ class StreamService:
                     data[:, 3:5] = data[:, 6:8] = np.nan
             lat = (time.perf_counter_ns() - run.recv_ns) * 1e-3
             data[:, 2] = lat
+            if self.config.alert is not None and hybrid:  # an alert goes out before the rows it is about
+                self._send_events(pub, self._alert_events(run, data, r_max))
             block = P.Block(P.Kind.PRED, run.epoch, run.seq, run.t0_ns, run.period_ns, data)
             pub.send_multipart([P.topic(P.Kind.PRED, run.sensor), P.encode_block(block)], copy=False)
-            if self.config.alert is not None and hybrid:
-                self._send_events(pub, self._alert_events(run, data, r_max))
             lat_window.extend(lat.tolist() if t < 64 else lat[:: max(1, t // 64)].tolist())
             ages.append((wall_ns - run.t0_ns - (t - 1) * run.period_ns) * 1e-6)
             self.stats.samples += t

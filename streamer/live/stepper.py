@@ -14,7 +14,7 @@ import numpy as np
 
 from radarstream.online import Block
 from streamer.live.backends.base import StepBackend
-from streamer.live.engine import model_input
+from streamer.live.engine import model_input, raw_channels
 
 __all__ = ["CausalStepper", "GateStepper", "GATE_OUTPUTS", "block_period_ns"]
 
@@ -83,7 +83,7 @@ class GateStepper:
         import torch
 
         x = np.asarray(block.x, np.float32)[None, :, :2]
-        x = model_input(x, [block_period_ns(block)], _raw_channels(self.model))
+        x = model_input(x, [block_period_ns(block)], raw_channels(self.model))
         with torch.no_grad():
             return self.model.normalizer(torch.from_numpy(np.ascontiguousarray(x[0]))).numpy()
 
@@ -101,8 +101,3 @@ class GateStepper:
 
     def set_state(self, state: tuple[np.ndarray, np.ndarray] | None) -> None:
         self._state = None if state is None else (np.array(state[0], np.float32), np.array(state[1], np.float32))
-
-
-def _raw_channels(model: Any) -> int:
-    """Raw input channels the model's normaliser takes (3 when it reads the period)."""
-    return 3 if getattr(model.normalizer, "with_period", False) else 2

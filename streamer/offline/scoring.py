@@ -137,10 +137,10 @@ def score_messages(
         if not scorer:
             from streamer.live.rescore import BidirScorer
 
-            scorer.append(BidirScorer(weights_dir, bidir_backend))
+            scorer.append(BidirScorer(weights_dir, bidir_backend, profile=getattr(backend, "profile", None)))
         for k in range(0, len(pending), 32):
             part = pending[k : k + 32]
-            y = scorer[0].score(np.stack([w.x for w, _ in part]))
+            y = scorer[0].score(np.stack([w.x for w, _ in part]), [w.period_ns for w, _ in part])
             for (_, targets), yw in zip(part, y):  # in emission order: the last window wins
                 for dst, dsl, ssl in targets:
                     dst[dsl] = yw[ssl]
