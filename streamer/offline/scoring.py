@@ -21,7 +21,7 @@ from radarstream.errors import RadarstreamError
 from streamer.wire import protocol as P
 
 BASE_COLUMNS = ("sensor", "seq", "time_ns", "amplitude", "distance", "causal", "causal_m", "bidir",
-                "classical", "hybrid")
+                "classical", "hybrid", "causal_std", "classical_std", "hybrid_std")
 TRUTH_COLUMNS = ("dmin_m", "in_encounter", "true_range_m")
 ESTIMATES = ("causal", "bidir", "classical", "hybrid")
 
@@ -38,6 +38,7 @@ class _RunRows:
     classical: np.ndarray  # [T]
     hybrid: np.ndarray  # [T]
     truth: np.ndarray | None  # [T, 4]
+    std: np.ndarray  # [T, 3]: causal, classical, hybrid standard deviations (normalised; NaN: unknown)
     bidir: np.ndarray  # float32 [T], NaN until a window covers the sample
 
 
@@ -127,9 +128,8 @@ def score_messages(
     has_truth = False
     messages = rejected = 0
 
-    def classical(run) -> tuple[np.ndarray, np.ndarray]:  # as StreamService._hybrid
-        out = hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
-        return out[:, 0], out[:, 2]
+    def classical(run) -> np.ndarray:  # as StreamService._hybrid: [T, 4] classical, σ, hybrid, σ
+        return hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
 
     def flush_windows() -> None:
         if not pending:
@@ -150,14 +150,16 @@ def score_messages(
         nonlocal has_truth
         for run in runs:
             t = run.y.shape[0]
-            c, h = classical(run)
+            est = classical(run)
+            c, h = est[:, 0], est[:, 2]
+            y_std = np.full(t, np.nan) if run.y_std is None else run.y_std
             truth = None if run.truth is None else np.asarray(run.truth, np.float64)
             has_truth = has_truth or truth is not None
             rr = _RunRows(run.sensor, run.seq,
                           run.t0_ns + run.period_ns * np.arange(t, dtype=np.int64),
                           np.asarray(run.x, np.float32), np.asarray(run.y, np.float32),
                           np.asarray(c, np.float64), np.asarray(h, np.float64), truth,
-                          np.full(t, np.nan, np.float32))
+                          np.stack([y_std, est[:, 1], est[:, 3]], axis=1), np.full(t, np.nan, np.float32))
             rows.append(rr)
             seg = segments.get(run.sensor)
             if seg is None or run.reset_before or seg.epoch != run.epoch or seg.end_seq != run.seq:
@@ -219,6 +221,9 @@ def _columns(rows: list[_RunRows], r_max: float, has_truth: bool) -> dict[str, n
         "bidir": cat(lambda r: r.bidir, np.float32),
         "classical": cat(lambda r: r.classical, np.float64),
         "hybrid": cat(lambda r: r.hybrid, np.float64),
+        "causal_std": cat(lambda r: r.std[:, 0], np.float32),
+        "classical_std": cat(lambda r: r.std[:, 1], np.float32),
+        "hybrid_std": cat(lambda r: r.std[:, 2], np.float32),
     }
     if has_truth:
         def tr(r, k):
@@ -262,7 +267,8 @@ def recorded_frames(path: str | Path) -> tuple[Iterable[tuple[bytes, ...]], int 
 CSV_NAMES = {
     "sensor": "sensor", "seq": "seq", "time_ns": "time_ns", "amplitude": "amplitude", "distance": "distance_m",
     "causal": "causal_norm", "causal_m": "causal_m", "bidir": "bidir_norm", "classical": "classical_norm",
-    "hybrid": "hybrid_norm", "dmin_m": "true_dmin_m", "in_encounter": "in_encounter", "true_range_m": "true_range_m",
+    "hybrid": "hybrid_norm", "causal_std": "causal_std_norm", "classical_std": "classical_std_norm",
+    "hybrid_std": "hybrid_std_norm", "dmin_m": "true_dmin_m", "in_encounter": "in_encounter", "true_range_m": "true_range_m",
 }
 """:attr:`ScoreResult.columns` key -> column of the product's CSV vocabulary (docs/csv.md), for the
 CSV and Parquet files ``radarstream score`` writes."""
