@@ -92,15 +92,15 @@ def simulated_window(seed: int, encounter: int | None, window: int, manoeuvre_pr
 def recorded_window(path: str, sensor: str | None, start_s: float | None, end_s: float | None,
                     window: int) -> WindowSource:
     """The first ``window`` samples of ``sensor`` logged in [start_s, end_s) (seconds from the start
-    of the recording), read with :func:`streamer.recording.replay.iter_messages`. Recorded truth (simulated
+    of the recording), read through a :class:`~streamer.sources.recorded.RecordedSource`. Recorded truth (simulated
     feeds carry it) is used for the figure; gaps or publisher restarts inside the window are counted
     in ``origin["gaps_or_restarts"]`` (the model sees the samples as contiguous: worth a warning)."""
+    from streamer.sources import SourceError
+    from streamer.sources.recorded import RecordedSource
     from streamer.wire import protocol as P
-    from streamer.recording.format import RecordingError
-    from streamer.recording.replay import Recording, iter_messages
 
     try:
-        sensors = Recording(path).sensors("samples")
+        sensors = list(RecordedSource(path).recorded_sensors)
         if sensor is None:
             if len(sensors) != 1:
                 raise ExplainError(f"{path}: choose a sensor with --sensor (recorded: {', '.join(sensors) or 'none'})")
@@ -110,8 +110,8 @@ def recorded_window(path: str, sensor: str | None, start_s: float | None, end_s:
         blocks: list[Any] = []
         truths: list[Any] = []
         rejected = 0
-        for rec in iter_messages(path, kinds=("samples",), sensors=(sensor,), start=start_s, end=end_s):
-            msg = rec.message
+        for frames in RecordedSource(path, sensors=(sensor,), start_s=start_s, end_s=end_s, batch=16):
+            msg = P.decode_message(frames)
             if isinstance(msg, P.DecodeError):
                 rejected += 1
                 continue
@@ -119,7 +119,7 @@ def recorded_window(path: str, sensor: str | None, start_s: float | None, end_s:
             truths.append(msg.truth)
             if sum(b.count for b in blocks) >= window:
                 break
-    except RecordingError as exc:
+    except SourceError as exc:
         raise ExplainError(str(exc)) from exc
     if not blocks:
         raise ExplainError(f"{path}: no samples of {sensor!r} between --start and --end")

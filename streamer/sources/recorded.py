@@ -12,10 +12,12 @@ from streamer.sources.base import Frames, SampleSource, SourceError, SourcePosit
 
 class RecordedSource(SampleSource):
     """The ``kinds`` messages (default: samples, truth frame included) of a finished recording,
-    ``batch`` at a time. A torn or unreadable file is a :class:`SourceError` that says what to do;
-    nothing is skipped silently."""
+    ``batch`` at a time, optionally of some ``sensors`` only and between ``start_s`` and ``end_s``
+    (seconds from the start of the recording, end exclusive). A torn or unreadable file is a
+    :class:`SourceError` that says what to do; nothing is skipped silently."""
 
-    def __init__(self, path: str | Path, *, kinds: Sequence[str] = ("samples",), batch: int = 256):
+    def __init__(self, path: str | Path, *, kinds: Sequence[str] = ("samples",), batch: int = 256,
+                 sensors: Sequence[str] | None = None, start_s: float | None = None, end_s: float | None = None):
         p = Path(path)
         if not p.exists():
             raise SourceError(f"{p}: no such file")
@@ -24,9 +26,14 @@ class RecordedSource(SampleSource):
         if batch < 1:
             raise SourceError("batch must be >= 1")
         self.path, self.kinds, self.batch = p, tuple(kinds), batch
+        self.sensors = None if sensors is None else tuple(sensors)
+        self.start_s, self.end_s = start_s, end_s
         try:
             rec = Recording(p)
-            self._total = sum(rec.message_counts.get(t, 0) for t in rec.topics(self.kinds)) or None
+            self.recorded_sensors = tuple(rec.sensors(self.kinds[0])) if len(self.kinds) == 1 else ()
+            whole = start_s is None and end_s is None
+            self._total = (sum(rec.message_counts.get(t, 0) for t in rec.topics(self.kinds, self.sensors)) or None
+                           if whole else None)
         except RecordingError as exc:
             raise SourceError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a garbage file can fail anywhere in the MCAP reader
@@ -34,7 +41,8 @@ class RecordedSource(SampleSource):
         self._open()
 
     def _open(self) -> None:
-        self._it: Iterator[Recorded] = iter_messages(self.path, kinds=self.kinds)
+        self._it: Iterator[Recorded] = iter_messages(self.path, kinds=self.kinds, sensors=self.sensors,
+                                                     start=self.start_s, end=self.end_s)
         self._messages = 0
         self._last_ns: int | None = None
         self._done = False
