@@ -136,3 +136,14 @@ def test_merged_messages_keep_every_row_time(backend, model):
     assert [r.reset_before for r in runs] == [True, False, False]
     assert not [e for e in events if e.type not in ("new_sensor",)]
     np.testing.assert_allclose(np.concatenate([r.y for r in runs]), fresh(model, X[:40]), atol=1e-5)
+
+
+def test_merged_runs_never_exceed_the_protocol_block_limit(backend, model):
+    """4 contiguous messages of 30 samples with max_run 64: runs of at most 64 rows, state carried."""
+    eng = StreamEngine(backend, StreamPolicy(max_run=64))
+    msgs = [P.Block(P.Kind.SAMPLES, 1, 30 * k, 30 * k * PERIOD, PERIOD, X[30 * k : 30 * k + 30]) for k in range(4)]
+    runs, _ = eng.process([("a", m, 0) for m in msgs])
+    assert [len(r.y) for r in runs] == [60, 60]
+    assert [r.reset_before for r in runs] == [True, False]
+    np.testing.assert_allclose(np.concatenate([r.y for r in runs]), fresh(model, X[:120]), atol=1e-5)
+    assert StreamPolicy().max_run == P.DEFAULT_MAX_SAMPLES

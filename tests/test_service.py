@@ -220,3 +220,19 @@ def test_near_passes_raise_one_near_miss_each_and_far_passes_none(tiny_weights):
     assert all(e.meta["margin_m"] > 0 and e.meta["probability"] > 0.9 and e.meta["threshold_m"] == 150.0 for e in alerts)
     assert len(alerts) - 1 <= len(cleared) <= len(alerts)
     assert stats["counters"]["near_miss"] == len(alerts)
+
+
+def test_pred_blocks_stay_within_the_protocol_limit(tiny_weights):
+    """4 contiguous messages of 30,000 samples (issue 16 case 8): every pred block decodes with a
+    compliant decoder (≤ 65,536 rows) and all 120,000 rows arrive."""
+    x = np.abs(np.random.default_rng(1).normal(size=(120_000, 2))).astype(np.float32)
+    with running_service(tiny_weights, "onnx", max_samples_per_message=65536) as (service, pub, out):
+        service.pause(0.5)  # let the four queue up, so one drain sees them all
+        for k in range(4):
+            blk = P.make_block(P.Kind.SAMPLES, x[30_000 * k : 30_000 * (k + 1)], epoch=1, seq=30_000 * k,
+                               t0_ns=30_000 * k * 50_000_000, period_ns=50_000_000)
+            pub.send_multipart(P.encode_message(P.Message(P.Kind.SAMPLES, "big", blk)))
+        msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("big", {})) >= 120_000, timeout=60)
+    blocks = [m for m in msgs if m.kind is P.Kind.PRED and m.sensor == "big"]
+    assert len(preds_by_sensor(msgs)["big"]) == 120_000
+    assert max(m.block.count for m in blocks) <= P.DEFAULT_MAX_SAMPLES

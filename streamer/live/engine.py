@@ -33,6 +33,10 @@ class StreamPolicy:
     duplicate (dropped). Further behind means the sensor restarted: state reset, message kept."""
     max_sensors: int = 65536
     """Samples of new sensors beyond this many are dropped (``sensor_limit``), never crash."""
+    max_run: int = 65536
+    """Longest run (one pred block): contiguous messages merged in one drain are cut at this many
+    samples, so the service never publishes a block a compliant reader refuses (the protocol's
+    limit is 65,536 rows)."""
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ class StreamEngine:
         part = data[offset:]
         tpart = truth.data[offset:] if truth is not None else None
         continues = (last is not None and last.seq + last.count == first and last.period_ns == block.period_ns
-                     and last.t0_ns + last.count * last.period_ns == t0)
+                     and last.t0_ns + last.count * last.period_ns == t0 and last.count + n <= pol.max_run)
         if continues and not reset_before:  # a run's rows carry t0 + k * period: times must continue too
             last.parts.append(part)
             last.recv.append(recv_ns)
