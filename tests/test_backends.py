@@ -17,7 +17,7 @@ from streamer.sim.simulator import RadarConfig, StreamSimulator
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=BACKENDS)  # onnx, torch, fused, auto (fused_backend.py)
 def backend(request, tiny_weights):
     return make_backend(request.param, tiny_weights)
 

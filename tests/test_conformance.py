@@ -46,7 +46,7 @@ def test_encounter_scorer_conforms_and_scores_every_closed_encounter() -> None:
     assert int(np.isfinite(out[:, 0]).sum()) == closed > 0
 
 
-@pytest.mark.parametrize("backend_name", ["torch", "onnx"])
+@pytest.mark.parametrize("backend_name", ["torch", "onnx", "fused", "auto"])
 def test_causal_stepper_conforms(backend_name: str) -> None:
     from streamer.live.backends import make_backend
     from streamer.live.stepper import CausalStepper

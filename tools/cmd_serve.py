@@ -32,7 +32,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_samples_per_message=args.max_samples, checkpoint_every=args.checkpoint_every,
         hybrid=not args.no_hybrid, alert=alert, domain_check=not args.no_domain_check,
         rescore=RescoreConfig(window=args.window, hop=args.hop, threshold_m=args.threshold_m,
-                              backend=args.backend) if args.rescore else None,
+                              backend=args.backend if args.backend in ("onnx", "torch") else "onnx")
+        if args.rescore else None,
         health=HealthConfig(lag_threshold_s=args.lag_threshold, max_sensor_rate=args.max_sensor_rate,
                             heartbeat_ivl_ms=args.heartbeat_ivl),
         curve=curve_config(args),
@@ -59,8 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          f"Default {feeds}")
     add_field_option(sv, "--pub", ServiceConfig, "pub", metavar="ENDPOINT",
                      help="where to PUBlish pred/event messages (binds; prefix > to connect)")
-    sv.add_argument("--backend", choices=["onnx", "torch"], default="onnx",
-                    help="inference backend (default: onnx, the faster in bench stream)")
+    sv.add_argument("--backend", choices=["onnx", "torch", "fused", "auto"], default="onnx",
+                    help="inference backend (default: onnx; fused: one numba kernel, fastest at batch 1-8; "
+                         "auto: fused below the crossover measured at start-up, onnx above)")
     sv.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: shipped)")
     sv.add_argument("--radar", default=None, metavar="PROFILE.json",
                     help="the radar's profile (R_max, dwell rate, noise RMS, range noise; docs/simulator.md); "

@@ -46,8 +46,11 @@ class StepBackend(ABC):
         return f"{self.name} ({self.num_layers}x{self.hidden_size} LSTM)"
 
 
-BACKENDS = ("onnx", "torch")
-"""Known backends; the first is the default (chosen from ``radarstream bench stream``)."""
+BACKENDS = ("onnx", "torch", "fused", "auto")
+"""Known backends; the first is the default (chosen from ``radarstream bench stream``).
+
+``fused``: the whole model in one numba kernel (fast at batch 1–8, streamer/live/backends/
+fused_backend.py); ``auto``: ``fused`` below the crossover measured at start-up, ``onnx`` above."""
 
 
 def make_backend(
@@ -65,4 +68,16 @@ def make_backend(
         from streamer.live.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend.from_weights(weights_dir, threads=threads, profile=profile)
+    if name == "fused":
+        from streamer.live.backends.fused_backend import FusedBackend
+
+        return FusedBackend.from_weights(weights_dir, threads=threads, profile=profile)
+    if name == "numpy-fused":  # the benchmark's candidate (not listed: slower than both above)
+        from streamer.live.backends.fused_backend import NumpyFusedBackend
+
+        return NumpyFusedBackend.from_weights(weights_dir, threads=threads, profile=profile)
+    if name == "auto":
+        from streamer.live.backends.fused_backend import AutoBackend
+
+        return AutoBackend.from_weights(weights_dir, threads=threads, profile=profile)
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
