@@ -22,8 +22,10 @@ SAMPLE_FIELDS: Mapping[str, type] = MappingProxyType({
 truth columns are NaN when the source sends no truth frame."""
 
 PRED_FIELDS: Mapping[str, type] = MappingProxyType(
-    {"t_ns": np.int64, "t": np.float64, "y_m": np.float32, "latency_us": np.float32})
-"""One row per causal prediction (``pred/<sensor>``)."""
+    {"t_ns": np.int64, "t": np.float64, "y_m": np.float32, "latency_us": np.float32, "classical_m": np.float32,
+     "hybrid_m": np.float32, "std_m": np.float32, "classical_std_m": np.float32, "hybrid_std_m": np.float32})
+"""One row per prediction (``pred/<sensor>``): the causal estimate, its latency, the classical
+and hybrid estimates and the σ of each, in metres (NaN where the service does not publish them)."""
 
 RESCORE_FIELDS: Mapping[str, type] = MappingProxyType({"t_ns": np.int64, "t": np.float64, "bidir_m": np.float32,
                                                        "causal_m": np.float32, "disagreement_m": np.float32})

@@ -1,5 +1,5 @@
 """The monitor's control bar: which sensor, how long a window, which layer, the disagreement
-threshold, pause / clear / export. Layout only: the window connects the signals to behaviour."""
+threshold, the c colour scale, follow newest, pause / clear / export. Layout only: the window connects the signals to behaviour."""
 
 from __future__ import annotations
 
@@ -31,11 +31,25 @@ class ControlBar(QtWidgets.QToolBar):
         self.clear_button.setToolTip("Forget the history of every sensor")
         self.export_button = QtWidgets.QPushButton("Export CSV…", self)
         self.export_button.setToolTip("Write the visible time range of the selected sensor to a CSV file")
-        for label, widget in (("Sensor ", self.sensor_box), ("  Window ", self.window_box),
-                              ("  Layer ", self.layer_box), ("  Disagreement > ", self.threshold_box)):
+        self.follow_box = QtWidgets.QCheckBox("Follow newest", self)
+        self.follow_box.setChecked(True)
+        self.follow_box.setToolTip("Keep the newest samples at the right edge. Zooming or panning the time axis with "
+                                   "the mouse turns it off (the data keep coming); tick it to jump back")
+        self.c_scale_box = QtWidgets.QDoubleSpinBox(self)
+        self.c_scale_box.setRange(0.0, 10000.0)
+        self.c_scale_box.setDecimals(1)
+        self.c_scale_box.setSpecialValueText("auto")
+        self.c_scale_box.setPrefix("± ")
+        self.c_scale_box.setValue(0.0)
+        self.c_scale_box.setToolTip("Colour scale of the cell state c: fixed at ± this value. 'auto' picks a 1-2-5 "
+                                    "value from the first data, then keeps it (the same colour always means the same "
+                                    "value); type a value to change it")
+        for label, widget in (("Sensor ", self.sensor_box), (" Window ", self.window_box),
+                              (" Layer ", self.layer_box), (" |Δ| > ", self.threshold_box), (" c ", self.c_scale_box)):
             self.addWidget(QtWidgets.QLabel(label, self))
             self.addWidget(widget)
         self.addSeparator()
+        self.addWidget(self.follow_box)
         for b in (self.pause_button, self.clear_button, self.export_button):
             self.addWidget(b)
 

@@ -34,6 +34,9 @@ class PipelineConfig:
     rescore_hop: int | None = None
     """Samples between re-scored windows (default half a window)."""
     host: str = "127.0.0.1"
+    alert_dmin_m: float | None = None
+    """Near-miss alerts (``serve --alert-dmin-m``): the service publishes ``near_miss`` when a
+    target is likely to pass closer than this (metres); None: off."""
 
 
 def rescore_options(weights: Path | None, window: int | None, hop: int | None = None) -> tuple[dict, dict]:
@@ -77,10 +80,11 @@ class LocalPipeline:
         self._sock: zmq.Socket | None = None
         self.sent = 0
         self.rescoring = False
+        self._muted: set[bytes] = set()  # topics not sent (an outage: those samples are lost)
 
     def start(self) -> tuple[str, str]:
         from streamer.live.backends import make_backend
-        from streamer.sim.publisher import FeedConfig, SimulatedFeed, publish
+        from streamer.sim.publisher import FeedConfig, SimulatedFeed
         from streamer.live.service import ServiceConfig, StreamService
 
         cfg = self.config
@@ -92,6 +96,10 @@ class LocalPipeline:
         self.feed_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         backend = make_backend(cfg.backend, cfg.weights, threads=1)
         extra, kwargs = self._rescore_options()
+        if cfg.alert_dmin_m is not None:
+            from streamer.live.alerts import AlertConfig
+
+            extra["alert"] = AlertConfig(dmin_m=float(cfg.alert_dmin_m))
         scfg = ServiceConfig(feeds=(self.feed_endpoint,), pub=f"tcp://{cfg.host}:*",
                              stats_interval_s=cfg.stats_interval_s, checkpoint_every=cfg.checkpoint_every, **extra)
         self.service = StreamService(scfg, backend, context=self.ctx, **kwargs)
@@ -102,12 +110,42 @@ class LocalPipeline:
                                              realtime=True, radar=cfg.radar))
 
         def run_feed() -> None:
-            self.sent = publish(self.feed, sock, self._stop)
+            self.sent = self._publish(sock)
 
         th = threading.Thread(target=run_feed, name="radarstream-demo-feed", daemon=True)
         th.start()
         self._threads.append(th)
         return self.feed_endpoint, self.service_endpoint
+
+    def _publish(self, sock: zmq.Socket, warmup_s: float = 0.3) -> int:
+        """``streamer.sim.publisher.publish`` (real time, absolute deadlines), skipping muted sensors."""
+        import time
+
+        feed = self.feed
+        if warmup_s:
+            time.sleep(warmup_s)
+        interval = feed.period_ns * feed.config.samples_per_message / 1e9
+        start = time.perf_counter()
+        sent = n = 0
+        while not self._stop.is_set():
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            muted = self._muted
+            for frames in feed.next_messages():
+                if frames[0] not in muted:
+                    sock.send_multipart(frames, copy=False)
+                    sent += 1
+            n += 1
+        return sent
+
+    def mute(self, sensor: str, muted: bool = True) -> None:
+        """Stop (or resume) sending ``sensor``'s samples: an outage; the samples of the muted time
+        are lost, so the stream resumes with a sequence gap, as from a feed that died and came back."""
+        from streamer.wire import protocol as P
+
+        topic = P.topic(P.Kind.SAMPLES, sensor)
+        self._muted = (self._muted | {topic}) if muted else (self._muted - {topic})
 
     def _rescore_options(self) -> tuple[dict, dict]:
         extra, kwargs = rescore_options(self.config.weights, self.config.rescore_window, self.config.rescore_hop)

@@ -33,6 +33,10 @@ class Theme:
     truth: str
     bands: tuple[int, int, int, int]
     cursor: tuple[int, int, int, int]
+    hybrid: str = "#000000"
+    """The best estimate (hybrid): the strongest contrast, no Okabe–Ito hue taken from another curve."""
+    hybrid_band: tuple[int, int, int, int] = (0, 0, 0, 40)
+    warning: str = "#D55E00"
 
 
 def theme_for(palette: QtGui.QPalette) -> Theme:
@@ -42,9 +46,10 @@ def theme_for(palette: QtGui.QPalette) -> Theme:
     dark = window.lightness() < 128
     if dark:
         return Theme(True, window.name(), text.name(), 0.25, "#56B4E9", "#CC79A7", "#7FD4B8", "#56B4E9",
-                     "#E69F00", "#3FD09E", (230, 120, 60, 70), (255, 255, 255, 110))
+                     "#E69F00", "#3FD09E", (230, 120, 60, 70), (255, 255, 255, 110), "#F2F2F2", (255, 255, 255, 50),
+                     "#F0A040")
     return Theme(False, window.name(), text.name(), 0.18, "#0072B2", "#B8489A", "#009E73", "#0072B2",
-                 "#D55E00", "#009E73", (213, 94, 0, 45), (0, 0, 0, 110))
+                 "#D55E00", "#009E73", (213, 94, 0, 45), (0, 0, 0, 110), "#1A1A1A", (0, 0, 0, 38), "#C04800")
 
 
 def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
@@ -59,13 +64,16 @@ def style_plot(plot: pg.PlotItem, theme: Theme) -> None:
     if plot.titleLabel is not None and plot.titleLabel.text:
         plot.setTitle(plot.titleLabel.text, color=theme.foreground, size="10pt")
     if plot.legend is not None:
-        plot.legend.setLabelTextColor(fg)
-        for _sample, label in plot.legend.items:
-            label.setText(label.text)  # LabelItem re-renders only on setText
-        bg = pg.mkColor(theme.background)
-        bg.setAlpha(200)
-        plot.legend.setBrush(pg.mkBrush(bg))
-        plot.legend.setPen(pg.mkPen(fg.red(), fg.green(), fg.blue(), 60))
+        style_legend(plot.legend, theme)
+
+
+def style_legend(legend: pg.LegendItem, theme: Theme) -> None:
+    fg = pg.mkColor(theme.foreground)
+    legend.setLabelTextColor(fg)
+    for _sample, label in legend.items:
+        label.setText(label.text)  # LabelItem re-renders only on setText
+    legend.setBrush(pg.mkBrush(None))
+    legend.setPen(pg.mkPen(None))
 
 
 def cache_static_text(plot: pg.PlotItem) -> None:
@@ -75,6 +83,19 @@ def cache_static_text(plot: pg.PlotItem) -> None:
     plot.titleLabel.setCacheMode(cache)
     if plot.legend is not None:
         plot.legend.setCacheMode(cache)
+
+
+def with_gaps(t: np.ndarray, ys: tuple[np.ndarray, ...], max_dt: float) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """Break the curves where consecutive samples are more than ``max_dt`` apart (an outage):
+    a NaN row is inserted in the middle of every such gap, so a ``connect="finite"`` curve draws
+    nothing across it. No gap: the inputs themselves (views, no copy)."""
+    if len(t) < 2 or not max_dt > 0:
+        return t, ys
+    cut = np.flatnonzero(np.diff(t) > max_dt) + 1
+    if not len(cut):
+        return t, ys
+    tt = np.insert(t, cut, 0.5 * (t[cut - 1] + t[cut]))
+    return tt, tuple(np.insert(np.asarray(y, np.float64), cut, np.nan) for y in ys)
 
 
 def fast_curve(plot: pg.PlotItem, name: str | None, **kw) -> pg.PlotDataItem:
@@ -128,15 +149,20 @@ def detection_ticks(t: np.ndarray, d: np.ndarray, x0: float, x1: float, columns:
 class SignalPlots:
     """Amplitude, measured range and the Dmin estimates, one sensor, sharing the time axis."""
 
+    TITLES = {"amp": "Signal amplitude", "rng": "Measured range (detections only)", "est": "Dmin estimates"}
+    BAND_Z = 1.6448536269514722
+    """The hybrid band is the estimate ± z·σ: a 90 % two-sided interval for a Gaussian error."""
+
     def __init__(self, layout: pg.GraphicsLayoutWidget, theme: Theme, r_max_m: float):
         self.layout = layout
-        self.amp = layout.addPlot(row=0, col=0, title="Signal amplitude")
-        self.rng = layout.addPlot(row=1, col=0, title="Measured range (detections only)")
-        self.est = layout.addPlot(row=2, col=0, title="Dmin estimates")
+        self.sensor = ""
+        # the legend is a row of checkboxes above the plots (gui/series_legend.py): never over the data
+        self.amp = layout.addPlot(row=0, col=0, title=self.TITLES["amp"])
+        self.rng = layout.addPlot(row=1, col=0, title=self.TITLES["rng"])
+        self.est = layout.addPlot(row=2, col=0, title=self.TITLES["est"])
         for p in (self.amp, self.rng, self.est):
             p.setDownsampling(auto=True, mode="peak")  # also what the plot's context menu would set
             p.setClipToView(True)
-            p.addLegend(offset=(8, 4), labelTextSize="9pt", colCount=4)
             p.setMenuEnabled(False)
             p.hideButtons()
             p.getAxis("left").setWidth(62)
@@ -155,21 +181,34 @@ class SignalPlots:
         self.amp.setYRange(-30.0, 30.0, padding=0)
         for p in (self.amp, self.rng):
             p.hideAxis("bottom")  # the time axis is drawn once, under the estimates (axes cost paint time)
-        self.amplitude = fast_curve(self.amp, "amplitude (dB re noise RMS)")
-        self.detections = pg.PlotDataItem(name="detection", connect="pairs")
+        self.amplitude = fast_curve(self.amp, None, connect="finite")
+        self.detections = pg.PlotDataItem(connect="pairs")
         self.rng.addItem(self.detections)
         self.detections.setDownsampling(ds=1, auto=False)  # already one pair per pixel (detection_ticks);
         self.detections.setClipToView(False)  # pyqtgraph's own would split the pairs
-        self.true_range = fast_curve(self.rng, "true range", connect="finite")
-        self.causal = fast_curve(self.est, "causal y_t (live)")
-        self.bidir = fast_curve(self.est, "bidirectional re-score", connect="finite")
-        self.truth = fast_curve(self.est, "truth Dmin", connect="finite")
+        self.true_range = fast_curve(self.rng, None, connect="finite")
+        # the hybrid's band: two boundary curves and the fill between them, behind the curves
+        self.band_hi = fast_curve(self.est, None, connect="finite")
+        self.band_lo = fast_curve(self.est, None, connect="finite")
+        self.band = pg.FillBetweenItem(self.band_hi, self.band_lo)
+        self.band.setZValue(-5)
+        self.est.addItem(self.band, ignoreBounds=True)
+        self.causal = fast_curve(self.est, None, connect="finite")
+        self.bidir = fast_curve(self.est, None, connect="finite")
+        self.hybrid = fast_curve(self.est, None, connect="finite")
+        self.truth = fast_curve(self.est, None, connect="finite")
         self.truth.setDownsampling(ds=1, auto=False)  # already reduced to its steps (step_points)
         self.bands = pg.ImageItem(axisOrder="col-major")  # a 1-pixel-high mask stretched over the plot
         self.bands.setZValue(-10)
         self.est.addItem(self.bands, ignoreBounds=True)
-        self.bands_legend = _LegendProxy(self.bands, x0=[], x1=[], y0=[], y1=[], pen=pg.mkPen(None))
-        self.est.legend.addItem(self.bands_legend, "|causal − bidir| > threshold")
+        self.bands_legend = _LegendProxy((self.bands,), x0=[], x1=[], y0=[], y1=[], pen=pg.mkPen(None))
+        self.band_legend = _LegendProxy((self.band, self.band_hi, self.band_lo), x0=[], x1=[], y0=[], y1=[])
+        self.series = {"amplitude": self.amplitude, "detections": self.detections, "true_range": self.true_range,
+                       "hybrid": self.hybrid, "band": self.band_legend, "causal": self.causal, "bidir": self.bidir,
+                       "truth": self.truth, "disagreement": self.bands_legend}
+        """Toggleable series (the legend's checkboxes, or :meth:`set_series_visible`)."""
+        self.stale = pg.TextItem("", anchor=(1, 0))
+        self.amp.addItem(self.stale, ignoreBounds=True)
         self.cursors = []
         for p in (self.amp, self.rng, self.est):
             line = pg.InfiniteLine(angle=90, movable=False)
@@ -184,6 +223,44 @@ class SignalPlots:
     @property
     def plots(self) -> tuple[pg.PlotItem, ...]:
         return (self.amp, self.rng, self.est)
+
+    SERIES_LABELS = {
+        "amplitude": "amplitude", "detections": "detections", "true_range": "true range",
+        "hybrid": "hybrid (best)", "band": "±1.645σ (90 %)", "causal": "causal", "bidir": "bidirectional",
+        "truth": "truth Dmin", "disagreement": "|Δ| > threshold",
+    }
+
+    def set_series_visible(self, name: str, visible: bool) -> None:
+        """Show or hide one series (as its legend checkbox does)."""
+        self.series[name].setVisible(visible)
+
+    def series_style(self) -> dict[str, tuple[str, str, str]]:
+        """name -> (label, colour, "line" | "dash" | "fill") for the legend."""
+        t = self.theme
+        band = "#{:02x}{:02x}{:02x}".format(*(int(round(255 + (c - 255) * 0.3)) if not t.dark else c
+                                                for c in t.hybrid_band[:3]))
+        shade = "#{:02x}{:02x}{:02x}".format(*t.bands[:3])
+        colours = {"amplitude": (t.amplitude, "line"), "detections": (t.detections, "tick"),
+                   "true_range": (t.true_range, "line"), "hybrid": (t.hybrid, "line"), "band": (band, "fill"),
+                   "causal": (t.causal, "line"), "bidir": (t.bidir, "line"), "truth": (t.truth, "dash"),
+                   "disagreement": (shade, "fill")}
+        return {k: (self.SERIES_LABELS[k], *colours[k]) for k in self.series}
+
+    def set_sensor(self, sensor: str) -> None:
+        """The sensor's name in every plot title."""
+        if sensor == self.sensor:
+            return
+        self.sensor = sensor
+        for key, p in (("amp", self.amp), ("rng", self.rng), ("est", self.est)):
+            p.setTitle(f"{sensor} · {self.TITLES[key]}" if sensor else self.TITLES[key],
+                       color=self.theme.foreground, size="10pt")
+
+    def set_stale(self, text: str, x: float) -> None:
+        """A warning at the top right of the amplitude plot (no sample for N s), or none."""
+        self.stale.setText(text)
+        self.stale.setVisible(bool(text))
+        if text:
+            self.stale.setPos(x, self.amp.viewRange()[1][1])
 
     def fit_amplitude(self, values: np.ndarray) -> None:
         """Fit the amplitude's y range to ``values`` (dB) with hysteresis: only a change of more
@@ -218,6 +295,13 @@ class SignalPlots:
         self.causal.setPen(pg.mkPen(theme.causal, width=2))
         self.bidir.setPen(pg.mkPen(theme.bidir, width=2))
         self.truth.setPen(pg.mkPen(theme.truth, width=2, style=QtCore.Qt.PenStyle.DashLine))
+        self.hybrid.setPen(pg.mkPen(theme.hybrid, width=2))
+        edge = pg.mkColor(*theme.hybrid_band[:3], min(255, 2 * theme.hybrid_band[3]))
+        self.band_hi.setPen(pg.mkPen(edge, width=1))
+        self.band_lo.setPen(pg.mkPen(edge, width=1))
+        self.band.setBrush(pg.mkBrush(*theme.hybrid_band))
+        self.band_legend.setOpts(brush=pg.mkBrush(*theme.hybrid_band), pen=pg.mkPen(edge))
+        self.stale.setColor(theme.warning)
         # Opaque: the mask lies behind everything, so "no band" can be the background colour and a band
         # the band colour blended over it beforehand; an opaque image is a plain scaled copy, no blending.
         bg = np.array(pg.mkColor(theme.background).getRgb()[:3], float)
@@ -249,26 +333,34 @@ class SignalPlots:
 
 
 class _LegendProxy(pg.BarGraphItem):
-    """Legend swatch for the bands image; clicking it in the legend hides/shows the bands."""
+    """Legend swatch for items a legend cannot draw (the bands image, the hybrid's fill);
+    clicking it in the legend hides/shows them."""
 
-    def __init__(self, target: pg.GraphicsObject, **kw):
+    def __init__(self, targets: tuple[pg.GraphicsObject, ...], **kw):
         super().__init__(**kw)
-        self._target = target
+        self._targets = targets
 
     def setVisible(self, visible: bool) -> None:  # noqa: N802 (Qt name)
         super().setVisible(visible)
-        self._target.setVisible(visible)
+        for t in self._targets:
+            t.setVisible(visible)
 
 
 GATE_TITLES: Mapping[str, str] = MappingProxyType({
-    "h": "h  hidden state", "c": "c  cell state", "i": "i  input gate",
-    "f": "f  forget gate", "g": "ĉ = g  candidate", "o": "o  output gate",
+    "h": "h hidden", "c": "c cell", "i": "i input gate",
+    "f": "f forget gate", "g": "ĉ = g candidate", "o": "o output gate",
 })
 SIGNED = ("h", "c", "g")
 
 
 class StatePlots:
-    """Six heatmaps (units × time) of one layer: h, c, i, f, ĉ, o; time axis linked to the signal."""
+    """Six heatmaps (units × time) of one layer: h, c, i, f, ĉ, o; time axis linked to the signal.
+
+    Every colour scale is fixed: h and ĉ on [−1, 1], the gates on [0, 1], c on ±L where L is
+    picked once (1-2-5 steps) from the first :attr:`LOCK_AFTER` columns, or set by the user, and
+    then kept whatever the data do."""
+
+    LOCK_AFTER = 256
 
     def __init__(self, layout: pg.GraphicsLayoutWidget, theme: Theme, follow: pg.PlotItem):
         self.layout = layout
@@ -303,14 +395,17 @@ class StatePlots:
                 self.cursors.append(line)
                 self.plots[name], self.images[name] = p, img
         self.bar_signed = pg.ColorBarItem(values=(-1, 1), colorMap=signed, orientation="horizontal",
-                                          interactive=False, label="h, ĉ  (c: see title)")
+                                          interactive=False, label="h, ĉ: [−1, 1] · c: title")
         self.bar_unsigned = pg.ColorBarItem(values=(0, 1), colorMap=unsigned, orientation="horizontal",
-                                            interactive=False, label="gates i, f, o")
+                                            interactive=False, label="i, f, o: [0, 1]")
         layout.addItem(self.bar_signed, row=len(order), col=0)
         layout.addItem(self.bar_unsigned, row=len(order), col=1)
         self.message = pg.TextItem("", anchor=(0.5, 0.5))
         self.plots["h"].addItem(self.message, ignoreBounds=True)
         self.c_limit = 1.0
+        self.c_locked: float | None = None
+        self.c_auto = False
+        self.on_c_locked = None  # callback(limit): the window shows the locked value in its control
         self._c_title = ""
         self.layer_label = ""
         # Follow the signal plots' time range. Not setXLink: pyqtgraph aligns linked views by screen
@@ -342,7 +437,12 @@ class StatePlots:
         for name, p in self.plots.items():
             p.setYRange(0, hidden, padding=0)
             p.setLimits(yMin=0, yMax=hidden)
-            p.setTitle(f"{GATE_TITLES[name]} · {layer_label}", color=self.theme.foreground, size="10pt")
+            title = f"{GATE_TITLES[name]} · {layer_label}" if name == "h" else GATE_TITLES[name]  # layer: once
+            if name == "c":
+                self._c_title = ""
+                self._title_c()
+            else:
+                p.setTitle(title, color=self.theme.foreground, size="10pt")
 
     def show_message(self, text: str) -> None:
         self.message.setText(text)
@@ -357,10 +457,12 @@ class StatePlots:
             if arr.shape[0] == 0:
                 img.clear()
                 continue
-            if name == "c":  # robust (a few large cells must not wash out the others) and stable:
-                # a 1-2-5 step, so the colour scale (and the title) change rarely
-                lim = float(np.nanpercentile(np.abs(arr), 99)) if arr.size else 1.0
-                self.c_limit = nice_ceiling(max(lim, 1.0))
+            if name == "c":  # a fixed scale: the same colour always means the same value
+                if self.c_locked is None:  # a robust 1-2-5 value from the first LOCK_AFTER columns, then kept
+                    lim = float(np.nanpercentile(np.abs(arr), 99)) if arr.size else 1.0
+                    self.c_limit = nice_ceiling(max(lim if math.isfinite(lim) else 1.0, 1.0))
+                    if arr.shape[0] >= self.LOCK_AFTER:
+                        self.lock_c(self.c_limit, auto=True)
                 levels = (-self.c_limit, self.c_limit)
             else:
                 levels = (-1.0, 1.0) if name in SIGNED else (0.0, 1.0)
@@ -371,11 +473,29 @@ class StatePlots:
             idx = np.nan_to_num(idx, nan=127.0).astype(np.uint8)
             img.setImage(self._luts[name in SIGNED][idx], autoLevels=False)
             img.setRect(QtCore.QRectF(x0, 0.0, width, arr.shape[1]))
-        suffix = f" · {self.layer_label}" if self.layer_label else ""
-        title = f"{GATE_TITLES['c']} (±{self.c_limit:g}){suffix}"
+        self._title_c()
+
+    def lock_c(self, limit: float, auto: bool = False) -> None:
+        """Fix the c colour scale at ±``limit`` (from the first data, or the user's value)."""
+        self.c_locked = self.c_limit = float(limit)
+        self.c_auto = auto
+        self.bar_signed.axis.setLabel(f"h, ĉ: [−1, 1] · c: ±{self.c_limit:g}")
+        self._title_c()
+        if self.on_c_locked is not None:
+            self.on_c_locked(self.c_limit)
+
+    def _title_c(self) -> None:
+        scale = f"±{self.c_limit:g}" if self.c_locked is not None else f"±{self.c_limit:g}, locks soon"
+        title = f"{GATE_TITLES['c']} ({scale})"
         if title != self._c_title:  # setTitle re-lays out HTML: only when the text changes
             self._c_title = title
             self.plots["c"].setTitle(title, color=self.theme.foreground, size="10pt")
+
+    def levels(self, name: str) -> tuple[float, float]:
+        """The colour scale of heatmap ``name`` (fixed; c once locked)."""
+        if name == "c":
+            return (-self.c_limit, self.c_limit)
+        return (-1.0, 1.0) if name in SIGNED else (0.0, 1.0)
 
     def clear(self) -> None:
         for img in self.images.values():

@@ -1,10 +1,14 @@
-"""The monitor's stream-status grid and event log. Layout only: the window fills in the text."""
+"""The monitor's stream-status grid (with the selected sensor's health in colour) and event log. Layout only: the window fills in the text."""
 
 from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 STATUS_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("health", "Health", "The selected sensor's state: live · silent (no sample for the silence interval, or the "
+                         "service's sensor_silent) · out of domain · restarted · malformed input · lagging (service "
+                         "backlog); coloured as in the fleet view"),
+    ("last_sample", "Last sample", "Time since the monitor received the selected sensor's last sample or prediction"),
     ("input", "Input", "Samples per second the monitor receives (all sensors), and the sensors seen"),
     ("sensor_rate", "Selected", "Rate of the selected sensor over the last seconds, and its nominal rate"),
     ("latency", "Latency p50/p99/max", "Service latency (receive -> publish of the prediction), from the service's stats"),
@@ -22,9 +26,9 @@ STATUS_ROWS: tuple[tuple[str, str, str], ...] = (
 
 
 class StatusPanel(QtWidgets.QGroupBox):
-    """A grid of ``label: value`` rows (``labels[key]`` is the value label), four rows a column."""
+    """A grid of ``label: value`` rows (``labels[key]`` is the value label), five rows a column."""
 
-    def __init__(self, parent: QtWidgets.QWidget, rows: tuple[tuple[str, str, str], ...] = STATUS_ROWS, per_col: int = 4):
+    def __init__(self, parent: QtWidgets.QWidget, rows: tuple[tuple[str, str, str], ...] = STATUS_ROWS, per_col: int = 5):
         super().__init__("Stream status", parent)
         grid = QtWidgets.QGridLayout(self)
         grid.setHorizontalSpacing(10)
@@ -45,6 +49,13 @@ class StatusPanel(QtWidgets.QGroupBox):
             grid.setColumnStretch(c + 1, 1)
             self.labels[key] = value
 
+    def set_colour(self, key: str, background: str | None) -> None:
+        """Colour a value label (health), or back to plain with None."""
+        label = self.labels[key]
+        style = f"QLabel {{ background: {background}; border-radius: 2px; padding: 0 4px; }}" if background else ""
+        if label.styleSheet() != style:
+            label.setStyleSheet(style)
+
 
 class EventLog(QtWidgets.QGroupBox):
     """The last ``max_lines`` stream events, fixed-width, newest at the bottom (``log``)."""
@@ -54,7 +65,7 @@ class EventLog(QtWidgets.QGroupBox):
         self.log = QtWidgets.QPlainTextEdit(self)
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(max_lines)
-        self.log.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.NoWrap)
+        self.log.setLineWrapMode(QtWidgets.QPlainTextEdit.LineWrapMode.WidgetWidth)  # details never cut off
         self.log.setPlaceholderText("Stream events (gaps, resets, malformed input, new sensors) appear here")
         self.log.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
         layout = QtWidgets.QVBoxLayout(self)

@@ -54,14 +54,39 @@ class SamplesChunk:
         return len(self.t_ns)
 
 
+PRED_METRES: tuple[tuple[str, int], ...] = (
+    ("classical_m", 3), ("hybrid_m", 4), ("std_m", 5), ("classical_std_m", 6), ("hybrid_std_m", 7))
+"""Optional ``pred`` channels (docs/protocol.md), normalised on the wire, in metres in a chunk:
+(PredChunk field, channel). A block with fewer channels leaves them NaN."""
+
+
 @dataclass(frozen=True)
 class PredChunk:
+    """Causal estimate and latency, plus the classical and hybrid estimates and the σ of each
+    (metres; NaN where the service does not publish them: a 3-channel block, no σ yet)."""
+
     t_ns: np.ndarray
     y_m: np.ndarray
     latency_us: np.ndarray
+    classical_m: np.ndarray | None = None
+    hybrid_m: np.ndarray | None = None
+    std_m: np.ndarray | None = None
+    classical_std_m: np.ndarray | None = None
+    hybrid_std_m: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.t_ns)
+
+    def column(self, name: str) -> np.ndarray:
+        """A field, NaN-filled when the chunk was built without it."""
+        v = getattr(self, name)
+        return np.full(len(self.t_ns), np.nan, np.float32) if v is None else v
+
+    def best(self) -> tuple[np.ndarray, np.ndarray]:
+        """The product's best estimate and its σ (metres): hybrid where published, else causal."""
+        hyb, hs = self.column("hybrid_m"), self.column("hybrid_std_m")
+        has = np.isfinite(hyb)
+        return np.where(has, hyb, self.y_m), np.where(has, hs, self.column("std_m"))
 
 
 @dataclass(frozen=True)
@@ -502,13 +527,23 @@ class StreamReceiver:
         return chunk, x
 
     def _preds(self, blocks: list[P.Block]) -> PredChunk:
-        data = np.concatenate([b.data[:, :3] for b in blocks])
+        """Blocks may carry 3, 5 or 8 channels (the header says): missing ones become NaN."""
+        width = 3 + len(PRED_METRES)
+        parts = []
+        for b in blocks:
+            d = b.data[:, :width].astype(np.float32, copy=False)
+            if d.shape[1] < width:
+                d = np.concatenate([d, np.full((len(d), width - d.shape[1]), np.nan, np.float32)], axis=1)
+            parts.append(d)
+        data = np.concatenate(parts)
         if not self._r_max_known:
             ok = np.abs(data[:, 0]) > 1e-3
             if ok.any():
                 self.r_max_m = float(np.median(data[ok, 1] / data[ok, 0]))
                 self._r_max_known = True
-        return PredChunk(np.concatenate([b.times_ns for b in blocks]), data[:, 1].copy(), data[:, 2].copy())
+        r_max = np.float32(self.r_max_m)
+        extra = {name: data[:, k] * r_max for name, k in PRED_METRES}
+        return PredChunk(np.concatenate([b.times_ns for b in blocks]), data[:, 1].copy(), data[:, 2].copy(), **extra)
 
     def _rescore(self, msg: P.Message) -> RescoreChunk | None:
         blk = msg.block

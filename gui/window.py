@@ -1,8 +1,10 @@
-"""The monitor's main window: signal, estimates, live LSTM state and stream health of one sensor.
+"""The monitor's main window: the fleet (every sensor's health, best estimate and alerts) and the
+detail view of one sensor (signal, estimates, live LSTM state, stream health), in two tabs, under
+the near-miss banner.
 
 Threading: batches arrive from the worker thread by a queued signal and are only copied into the
-preallocated ring buffers (cheap); a QTimer at ~30 Hz redraws from the rings. Plot items are only
-ever touched here, in the GUI thread.
+preallocated ring buffers and the fleet's arrays (cheap); a QTimer at ~30 Hz redraws from them.
+Plot items and the table model are only ever touched here, in the GUI thread.
 """
 
 from __future__ import annotations
@@ -20,14 +22,22 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from gui.alert_banner import AlertBanner
+from gui.alert_list import AlertList
 from gui.buffers import GATE_NAMES, HistoryConfig, SensorHistory, StateHistory
 from gui.controls import ControlBar
 from gui.explain_panel import ExplainPanel
-from gui.plots import SignalPlots, StatePlots, detection_ticks, step_points, theme_for
+from gui.fleet_model import ALERT_RGB, HEALTH_RGB, FleetModel, tint
+from gui.fleet_state import KIND_CAUSAL, KIND_HYBRID, Alert, FleetConfig, FleetState, Health
+from gui.fleet_view import FleetView
+from gui.plots import SignalPlots, StatePlots, detection_ticks, step_points, theme_for, with_gaps
 from gui.replay import ReplayBar, ReplayController
+from gui.series_legend import SeriesLegend
 from gui.status_panel import EventLog, StatusPanel
-from gui.stream import Batch, Handoff, ReceiverCounters, natural_key
+from gui.stream import PRED_METRES, Batch, Handoff, ReceiverCounters, natural_key
 from gui.worker import WorkerConfig, WorkerThread
+
+_PRED_EXTRA = tuple(name for name, _ in PRED_METRES)
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,15 @@ class WindowConfig:
     max_events: int = 500
     """Lines kept in the event log."""
     title: str = "radarstream monitor"
+    start_view: str = "detail"
+    """Tab shown first: ``fleet`` (every sensor) or ``detail`` (one sensor's plots)."""
+    fleet: FleetConfig = field(default_factory=FleetConfig)
+    gap_periods: float = 3.0
+    """Consecutive samples further apart than this many sample periods are an outage: the curves
+    are broken there (no line across missing time)."""
+    fleet_refresh_s: float = 0.2
+    """The fleet table is refreshed at the redraw timer, at most this often when nothing arrived
+    (its "last sample" clock still moves)."""
 
 
 def _join(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
@@ -109,6 +128,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self._autoplay = autoplay and replay is not None
         self.worker_info: dict | None = None  # set once the worker has opened its sockets
         self._cleared_at = 0.0
+        self.fleet_state = FleetState(config.fleet)
+        self.alerts_active: dict[str, Alert] = {}  # sensor -> its near_miss not cleared yet
+        self.follow = True
+        self._offsets: dict[str, tuple[int, float]] = {}  # sensor -> (sample time − monotonic ns, when)
+        self._fleet_at = -1e9
+        self._last_frame = 0.0
+        self.fleet_ms: deque[float] = deque(maxlen=120)
 
         self._build_ui()
         if replay is not None:
@@ -156,11 +182,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self.signal_plots = SignalPlots(self.signal_view, self.theme, self.r_max_m)
         self.state_plots = StatePlots(self.state_view, self.theme, self.signal_plots.amp)
         self.state_plots.show_message("loading the causal model…")
+        self.legend = SeriesLegend(self.signal_plots.series_style(), self)
+        self.legend.toggled.connect(self.signal_plots.set_series_visible)
+        signal_box = QtWidgets.QWidget(self)
+        signal_col = QtWidgets.QVBoxLayout(signal_box)
+        signal_col.setContentsMargins(0, 0, 0, 0)
+        signal_col.setSpacing(0)
+        signal_col.addWidget(self.legend)
+        signal_col.addWidget(self.signal_view, 1)
+        self.state_view.setMinimumWidth(200)
+        self.signal_view.setMinimumWidth(300)
         top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal, self)
-        top.addWidget(self.signal_view)
+        top.addWidget(signal_box)
         top.addWidget(self.state_view)
         top.setStretchFactor(0, 3)
         top.setStretchFactor(1, 2)
+        top.setSizes([760, 520])
 
         self.status_box = StatusPanel(self)
         self.status_labels = self.status_box.labels
@@ -170,8 +207,8 @@ class MainWindow(QtWidgets.QMainWindow):
         bottom.addWidget(self.status_box)
         bottom.addWidget(events_box)
         bottom.setStretchFactor(0, 3)
-        bottom.setStretchFactor(1, 2)
-        bottom.setSizes([1200, 400])
+        bottom.setStretchFactor(1, 1)
+        bottom.setSizes([1200, 330])
 
         main = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, self)
         main.addWidget(top)
@@ -179,7 +216,41 @@ class MainWindow(QtWidgets.QMainWindow):
         main.setStretchFactor(0, 5)
         main.setStretchFactor(1, 1)
         main.setSizes([820, 150])
-        self.setCentralWidget(main)
+        self.detail_page = main
+
+        # the fleet: every sensor in one table (model over arrays), the alert list below it
+        self.fleet_model = FleetModel(self.fleet_state, self)
+        self.fleet_model.set_base(self.palette().color(QtGui.QPalette.ColorRole.Base))
+        self.fleet_view = FleetView(self.fleet_model, self)
+        self.alert_list = AlertList(self)
+        fleet_page = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical, self)
+        fleet_page.addWidget(self.fleet_view)
+        fleet_page.addWidget(self.alert_list)
+        fleet_page.setStretchFactor(0, 3)
+        fleet_page.setStretchFactor(1, 1)
+        fleet_page.setSizes([520, 180])
+        self.fleet_page = fleet_page
+        self.tabs = QtWidgets.QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(fleet_page, "Fleet")
+        self.tabs.addTab(main, "Detail")
+        self.banner = AlertBanner(self)
+        central = QtWidgets.QWidget(self)
+        column = QtWidgets.QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(2)
+        column.addWidget(self.banner)
+        column.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self.fleet_view.sensorClicked.connect(self.select_sensor)
+        self.fleet_view.sensorActivated.connect(self.open_sensor)
+        self.alert_list.sensorActivated.connect(self.open_sensor)
+        self.banner.openRequested.connect(self.open_sensor)
+        c.follow_box.toggled.connect(self.set_follow)
+        c.c_scale_box.valueChanged.connect(self._on_c_scale)
+        self.state_plots.on_c_locked = self._show_c_scale
+        for p in self.signal_plots.plots:
+            p.vb.sigRangeChangedManually.connect(self._on_manual_range)
 
         self.explain_panel = ExplainPanel(self)
         self.explain_dock = QtWidgets.QDockWidget("Explain a window", self)
@@ -188,6 +259,9 @@ class MainWindow(QtWidgets.QMainWindow):
                                       | QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.explain_dock.setWidget(self.explain_panel)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, self.explain_dock)
+        self.tabs.currentChanged.connect(self._on_tab)
+        self.tabs.setCurrentIndex(0 if cfg.start_view == "fleet" else 1)
+        self._on_tab(self.tabs.currentIndex())
 
         self.readout = QtWidgets.QLabel("Move the mouse over a plot to read every curve at that time", self)
         self.statusBar().addWidget(self.readout, 1)
@@ -234,6 +308,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.theme = theme
                 self.signal_plots.apply_theme(theme)
                 self.state_plots.apply_theme(theme)
+                self.fleet_model.set_base(self.palette().color(QtGui.QPalette.ColorRole.Base))
+                self.legend.set_styles(self.signal_plots.series_style())
                 self._state_drawn = (None, 0.0)
                 self._mark_dirty()
         super().changeEvent(event)
@@ -290,7 +366,10 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.t_ref_ns = min(firsts)
         ref = self.t_ref_ns or 0
         now = time.monotonic()
+        fleet = self.fleet_state
         for sensor, ch in batch.samples.items():
+            if len(ch):
+                fleet.touch(sensor, now, int(ch.t_ns[-1]))
             hist = self._history(sensor)
             if hist is None:
                 continue
@@ -303,13 +382,25 @@ class MainWindow(QtWidgets.QMainWindow):
                                 distance_m=pick(ch.distance_m), dmin_m=pick(ch.dmin_m),
                                 true_range_m=pick(ch.true_range_m), snr_db=pick(ch.snr_db))
             self._rates.setdefault(sensor, deque(maxlen=64)).append((now, len(ch)))
+            if len(ch):
+                self._note_clock(sensor, int(ch.t_ns[-1]), now)
         for sensor, ch in batch.preds.items():
+            if len(ch):
+                fleet.touch(sensor, now, int(ch.t_ns[-1]))
+                hyb = float(ch.column("hybrid_m")[-1])
+                if math.isfinite(hyb):
+                    fleet.set_estimate(sensor, hyb, float(ch.column("hybrid_std_m")[-1]), KIND_HYBRID)
+                else:
+                    fleet.set_estimate(sensor, float(ch.y_m[-1]), float(ch.column("std_m")[-1]), KIND_CAUSAL)
             hist = self._history(sensor)
             if hist is not None:
                 k = self._fresh(hist, hist.preds, ch.t_ns)
                 pick = (lambda a: a) if k is None else (lambda a: a[k])  # noqa: E731
                 hist.preds.append(t_ns=pick(ch.t_ns), t=(pick(ch.t_ns) - ref) * 1e-9, y_m=pick(ch.y_m),
-                                  latency_us=pick(ch.latency_us))
+                                  latency_us=pick(ch.latency_us),
+                                  **{name: pick(ch.column(name)) for name in _PRED_EXTRA})
+                if not len(batch.samples.get(sensor, ())) and len(ch):
+                    self._note_clock(sensor, int(ch.t_ns[-1]), now)
         for sensor, chunks in batch.rescores.items():
             hist = self._history(sensor)
             if hist is None:
@@ -325,9 +416,49 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.state.ring.append(t_ns=g.t_ns, t=(g.t_ns - ref) * 1e-9, **g.traces)
         if batch.events:
             self._log_events(batch.events)
+            for ev in batch.events:
+                alert = fleet.event(ev, now)
+                if alert is not None:
+                    self._on_alert(alert)
         if batch.stats is not None:
             self.stats, self.stats_at = batch.stats, now
+            lag = (batch.stats.get("health") or {}).get("lag")
+            if isinstance(lag, dict):
+                fleet.set_lagging(bool(lag.get("alarm")))
         self._mark_dirty()
+
+    def _note_clock(self, sensor: str, t_last_ns: int, now: float) -> None:
+        """Relate the sensor's sample clock to the monotonic clock (its least delayed arrival,
+        slowly forgotten: 1 ms per s), so that the live view can keep time moving when the sensor
+        stops: a dead feed scrolls away instead of freezing."""
+        off = t_last_ns - int(now * 1e9)
+        prev = self._offsets.get(sensor)
+        if prev is not None:
+            off = max(off, prev[0] - int((now - prev[1]) * 1e6))
+        self._offsets[sensor] = (off, now)
+
+    def _now_ns(self, sensor: str) -> int | None:
+        """The sensor's "now" in its own sample time (None: unknown, or in a replay)."""
+        prev = self._offsets.get(sensor)
+        if prev is None or self._replay is not None:
+            return None
+        now = time.monotonic()
+        return int(now * 1e9) + prev[0] - int((now - prev[1]) * 1e6)
+
+    def _on_alert(self, alert: Alert) -> None:
+        """A near_miss raises the banner and a list row; near_miss_cleared lowers it."""
+        self.alert_list.add(alert)
+        if alert.active:
+            self.alerts_active[alert.sensor] = alert
+            self.banner.show_alert(alert, len(self.alerts_active))
+            return
+        self.alerts_active.pop(alert.sensor, None)
+        if self.banner.sensor == alert.sensor or not self.alerts_active:
+            if self.alerts_active:
+                newest = max(self.alerts_active.values(), key=lambda a: a.wall_s)
+                self.banner.show_alert(newest, len(self.alerts_active))
+            else:
+                self.banner.clear()
 
     def _fresh(self, hist: SensorHistory, ring, t_ns: np.ndarray) -> np.ndarray | None:
         """Rows to append so that the ring stays in time order (it is binary-searched): rows at or
@@ -340,6 +471,8 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
         if last - int(t_ns[0]) > 4096 * max(hist.period_ns, 1):
             hist.clear()
+            self._offsets.pop(hist.sensor, None)
+            self.fleet_state.restarted(hist.sensor, time.monotonic())
             self.log_lines([f"{time.strftime('%H:%M:%S')} {hist.sensor:<12} {'time went back':<13} history cleared"])
             return None
         return t_ns > last
@@ -405,6 +538,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if not sensor or sensor == self.sensor and self.state is not None:
             return
         self.sensor = sensor
+        self.signal_plots.set_sensor(sensor)
         if self.sensor_box.currentText() != sensor:
             self.sensor_box.blockSignals(True)
             self.sensor_box.setCurrentText(sensor)
@@ -415,6 +549,57 @@ class MainWindow(QtWidgets.QMainWindow):
             self.state_plots.show_message("")
         self._request_gates()
         self._mark_dirty()
+
+    @QtCore.Slot(str)
+    def open_sensor(self, sensor: str) -> None:
+        """Show ``sensor`` in the detail view (fleet double-click, alert list, banner)."""
+        if sensor:
+            self.select_sensor(sensor)
+            self.tabs.setCurrentWidget(self.detail_page)
+
+    def show_fleet(self) -> None:
+        self.tabs.setCurrentWidget(self.fleet_page)
+
+    def _on_tab(self, index: int) -> None:
+        detail = self.tabs.widget(index) is self.detail_page
+        self.explain_dock.setVisible(detail)  # explaining is about the detail view's window
+        if detail:
+            self._mark_dirty()
+        else:
+            self._fleet_at = -1e9  # refresh the table at the next tick
+
+    @QtCore.Slot(bool)
+    def set_follow(self, follow: bool) -> None:
+        """Follow newest: the newest samples at the right edge. Off: the time axis stays where the
+        user put it (zoom/pan) while the data keep coming."""
+        self.follow = bool(follow)
+        if self.controls.follow_box.isChecked() != self.follow:
+            self.controls.follow_box.blockSignals(True)
+            self.controls.follow_box.setChecked(self.follow)
+            self.controls.follow_box.blockSignals(False)
+        if self.follow:
+            self._x_range = None  # back to [-window, 0]
+        self._set_live_interaction()
+        self._mark_dirty()
+
+    def _on_manual_range(self, mask) -> None:
+        """The user zoomed or panned a plot: on the time axis, stop following the newest."""
+        x_changed = mask is None or (len(mask) > 0 and bool(mask[0]))
+        if x_changed and self.follow and not self.paused:
+            self.set_follow(False)
+
+    def _on_c_scale(self, value: float) -> None:
+        if value > 0 and value != self.state_plots.c_limit:
+            self.state_plots.lock_c(value)
+            self._state_drawn = (None, 0.0)
+            self._mark_dirty()
+
+    def _show_c_scale(self, limit: float) -> None:
+        box = self.controls.c_scale_box
+        if box.value() != limit:
+            box.blockSignals(True)
+            box.setValue(limit)
+            box.blockSignals(False)
 
     def _request_gates(self) -> None:
         self.stride = self._wanted_stride()
@@ -468,11 +653,36 @@ class MainWindow(QtWidgets.QMainWindow):
             self._mark_dirty()
 
     def _set_live_interaction(self) -> None:
-        """Live: the time axis scrolls by itself (mouse zooms y only). Paused: pan/zoom both."""
+        """Mouse zoom/pan on both axes, live or paused; live, zooming the time axis stops
+        following the newest samples (Follow newest brings them back)."""
         for p in self.signal_plots.plots:
-            p.setMouseEnabled(x=self.paused, y=True)
-        self.mode_label.setText("PAUSED: display frozen, data still recorded (drag/zoom the time axis)"
-                                if self.paused else "live")
+            p.setMouseEnabled(x=True, y=True)
+        self._update_mode()
+
+    def mode_text(self) -> str:
+        """What the corner says: REPLAY with its position, PAUSED, or LIVE (following or not)."""
+        parts = []
+        bar = self.replay_bar if hasattr(self, "replay_bar") else None
+        if bar is not None and self._replay is not None:
+            ctl = self._replay
+            speed = bar.speed.currentText()
+            parts.append(f"REPLAY {'playing' if ctl.playing else 'stopped'} {speed} · "
+                         f"{float(ctl.position_s):.1f} / {float(ctl.duration_s):.1f} s")
+        if self.paused:
+            parts.append("PAUSED: display frozen, data still recorded (drag/zoom the time axis)")
+        elif bar is None or self._replay is None:
+            parts.append("LIVE" if self.follow else "LIVE · not following the newest (tick Follow newest)")
+        elif not self.follow:
+            parts.append("not following the newest")
+        return " · ".join(parts)
+
+    def _update_mode(self) -> None:
+        text = self.mode_text()
+        if text != self.mode_label.text():
+            self.mode_label.setText(text)
+            colour = "#56B4E9" if text.startswith("REPLAY") else ("#E69F00" if self.paused else "#009E73")
+            self.mode_label.setStyleSheet(f"QLabel {{ background: {colour}; color: black; padding: 0 6px; "
+                                          "border-radius: 2px; font-weight: bold; }")
 
     @QtCore.Slot()
     def clear(self) -> None:
@@ -484,8 +694,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.state_plots.clear()
         self.t_ref_ns = None
         self.x_origin_s = 0.0
-        for item in (self.signal_plots.amplitude, self.signal_plots.detections, self.signal_plots.true_range,
-                     self.signal_plots.causal, self.signal_plots.bidir, self.signal_plots.truth):
+        self._offsets.clear()
+        sp = self.signal_plots
+        for item in (sp.amplitude, sp.detections, sp.true_range, sp.causal, sp.bidir, sp.truth, sp.hybrid,
+                     sp.band_hi, sp.band_lo):
             item.setData([], [])
         self.signal_plots.set_bands(np.empty(0), np.empty(0), 0.0, 0.0)
         self.explain_panel.cancel()  # its times would refer to the old origin
@@ -508,12 +720,21 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @QtCore.Slot()
     def redraw(self) -> None:
-        """Redraw the selected sensor from the rings (GUI thread, ~30 Hz; skipped when paused).
+        """The redraw timer (GUI thread, ~30 Hz): the fleet table, then the selected sensor from
+        the rings (skipped when paused or when nothing changed).
 
-        x is time relative to the newest sample, so the axes stay put while the data scroll:
-        a moving x range would make pyqtgraph regenerate every time axis and re-process every curve
-        once more per frame (measured: the largest cost of a live frame)."""
-        if self.paused or not self._dirty:
+        While following, x is time relative to "now" in the sensor's clock (its newest sample,
+        and beyond it when the feed stops), so the axes stay put while the data scroll: a moving
+        x range would make pyqtgraph regenerate every time axis and re-process every curve once
+        more per frame (measured: the largest cost of a live frame)."""
+        self.refresh_fleet()
+        if self.paused:
+            return
+        if self.tabs.currentWidget() is not self.detail_page and not self._dirty_detail_forced:
+            return
+        extrapolating = self.follow and self._now_ns(self.sensor or "") is not None
+        stale = extrapolating and time.perf_counter() - self._last_frame > 0.1  # time moves on a dead feed
+        if not (self._dirty or stale):
             return
         started = time.perf_counter()
         self._dirty = False
@@ -524,52 +745,104 @@ class MainWindow(QtWidgets.QMainWindow):
         if t_last is None:
             return
         span = self.window_box.value()
-        lo = t_last - int(span * 1e9)
-        origin = self.x_origin_s = (t_last - self.t_ref_ns) * 1e-9
-        x0, x1 = -span, 0.0
+        if self.follow:
+            now_ns = self._now_ns(hist.sensor)
+            origin_ns = max(t_last, now_ns) if now_ns is not None else t_last
+            x0, x1 = -span, 0.0
+        else:  # the user's range, around a frozen origin: new data appear on the right
+            origin_ns = int(self.t_ref_ns + self.x_origin_s * 1e9)
+            x0, x1 = self.signal_plots.amp.viewRange()[0]
+        lo, hi = origin_ns + int(x0 * 1e9), origin_ns + int(math.ceil(x1 * 1e9))
+        origin = self.x_origin_s = (origin_ns - self.t_ref_ns) * 1e-9
         sp = self.signal_plots
+        gap = self.config.gap_periods * hist.period_ns * 1e-9 if hist.period_ns else 0.0
         s = hist.samples
-        w = s.window(lo, t_last)
+        w = s.window(lo, hi)
         t = s.view("t")[w] - origin
-        sp.amplitude.setData(t, s.view("amplitude_db")[w])
+        truth_range = s.view("true_range_m")[w]
+        dmin = s.view("dmin_m")[w]
+        has_truth = bool(len(t)) and not np.isnan(truth_range).all()
+        tg, (amp_g, range_g, dmin_g) = with_gaps(t, (s.view("amplitude_db")[w], truth_range, dmin), gap)
+        sp.amplitude.setData(tg, amp_g)
         dist = s.view("distance_m")[w]
         det = dist >= 0.0  # < 0: no detection on that dwell (protocol §6): not drawn at all
         columns = int(np.clip(sp.rng.vb.width(), 64, 4096))
         sp.detections.setData(*detection_ticks(t[det], dist[det], x0, x1, columns, 0.006 * self.r_max_m))
-        truth_range = s.view("true_range_m")[w]
-        dmin = s.view("dmin_m")[w]
-        has_truth = bool(len(t)) and not np.isnan(truth_range).all()
-        sp.true_range.setData(t, truth_range) if has_truth else sp.true_range.setData([], [])
-        sp.truth.setData(*step_points(t, dmin)) if has_truth else sp.truth.setData([], [])
+        sp.true_range.setData(tg, range_g) if has_truth else sp.true_range.setData([], [])
+        sp.truth.setData(*step_points(tg, dmin_g)) if has_truth else sp.truth.setData([], [])
         p = hist.preds
-        wp = p.window(lo, t_last)
-        sp.causal.setData(p.view("t")[wp] - origin, p.view("y_m")[wp])
+        wp = p.window(lo, hi)
+        hyb, hstd = p.view("hybrid_m")[wp], p.view("hybrid_std_m")[wp]
+        half = sp.BAND_Z * hstd
+        tp, (y_g, hyb_g, band_lo, band_hi) = with_gaps(p.view("t")[wp] - origin,
+                                                        (p.view("y_m")[wp], hyb, hyb - half, hyb + half), gap)
+        sp.causal.setData(tp, y_g)
+        if len(hyb) and np.isfinite(hyb).any():
+            sp.hybrid.setData(tp, hyb_g)
+            sp.band_lo.setData(tp, band_lo)
+            sp.band_hi.setData(tp, band_hi)
+        else:
+            for item in (sp.hybrid, sp.band_lo, sp.band_hi):
+                item.setData([], [])
         if hist.has_rescores:
             r = hist.rescores
-            wr = r.window(lo, t_last)
+            wr = r.window(lo, hi)
             tr = r.view("t")[wr] - origin
-            sp.bidir.setData(tr, r.view("bidir_m")[wr])
+            tr_g, (bidir_g,) = with_gaps(tr, (r.view("bidir_m")[wr],), gap)
+            sp.bidir.setData(tr_g, bidir_g)
             self._draw_bands(tr, r.view("disagreement_m")[wr], hist.period_ns, x0, x1)
         else:
             sp.bidir.setData([], [])
             sp.set_bands(np.empty(0), np.empty(0), x0, x1)
-        self._draw_state(lo, t_last, origin)
+        self._draw_stale(hist.sensor, x1)
+        self._draw_state(lo, hi, origin)
         self.explain_panel.place(origin)
-        if self._x_range != (x0, x1):  # only when the window length changes (or after a pause)
+        if self.follow and self._x_range != (x0, x1):  # only when the window length changes (or after a pause)
             self._x_range = (x0, x1)
             sp.amp.setXRange(x0, x1, padding=0)
         now = time.perf_counter()
+        self._last_frame = now
         self.redraw_ms.append((now - started) * 1e3)
         self.frame_times.append(now)
         self.frames += 1
 
+    _dirty_detail_forced = False
+
+    def _draw_stale(self, sensor: str, x1: float) -> None:
+        """"no sample for N s" over the plots when the selected sensor's feed went quiet."""
+        fleet = self.fleet_state
+        k = fleet.index.get(sensor)
+        text = ""
+        if k is not None and fleet.health[k] == Health.SILENT:
+            text = f"{sensor}: {fleet.state_text(k)} (last sample {fleet.age_text(k)})"
+        self.signal_plots.set_stale(text, x1)
+
+    def refresh_fleet(self, force: bool = False) -> None:
+        """Recompute the fleet's health and, when the fleet tab shows, its table (one dataChanged:
+        the view repaints the visible rows only). At most every ``fleet_refresh_s`` when nothing
+        arrived."""
+        now = time.monotonic()
+        fleet = self.fleet_state
+        if not (force or fleet.changed or now - self._fleet_at >= self.config.fleet_refresh_s):
+            return
+        started = time.perf_counter()
+        self._fleet_at = now
+        if force or self.tabs.currentWidget() is self.fleet_page:
+            self.fleet_view.refresh(now)
+            self.fleet_ms.append((time.perf_counter() - started) * 1e3)
+        else:
+            fleet.refresh(now)
+
     def force_redraw(self) -> None:
-        """One frame now, even if paused or unchanged (screenshots, benchmarks)."""
+        """One frame now, even if paused, unchanged or on the fleet tab (screenshots, benchmarks)."""
         paused, self.paused, self._dirty = self.paused, False, True
+        self._dirty_detail_forced = True
         try:
+            self.refresh_fleet(force=True)
             self.redraw()
         finally:
             self.paused = paused
+            self._dirty_detail_forced = False
 
     def _draw_bands(self, t: np.ndarray, dis: np.ndarray, period_ns: int, x0: float, x1: float) -> None:
         over = np.nan_to_num(dis, nan=0.0) > self.threshold_box.value()
@@ -637,8 +910,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if fresh:
             lat = stats.get("latency_us") or {}
             lab["latency"].setText(f"{_fmt_us(lat.get('p50'))} / {_fmt_us(lat.get('p99'))} / {_fmt_us(lat.get('max'))}")
-            lab["service"].setText(f"{stats.get('samples_per_s', 0):,.0f} samples/s · {stats.get('sensors', 0)} sensors · "
-                                   f"{stats.get('backend', '?')}")
+            lab["service"].setText(f"{stats.get('samples_per_s', 0):,.0f} samples/s · {stats.get('sensors', 0)} sensors")
+            lab["service"].setToolTip(f"The service's throughput and sensors; backend {stats.get('backend', '?')}")
         else:
             lab["latency"].setText("–")
             lab["service"].setText("no stats (service not running?)" if stats is None else "stats stale (stopped?)")
@@ -654,13 +927,42 @@ class MainWindow(QtWidgets.QMainWindow):
         lab["malformed"].setText(f"{sum(errors.values())} · GUI {c.decode_errors} · {sel}: {mine('malformed')}")
         lab["duplicates"].setText(f"{counters.get('duplicate', 0)} · {sel}: {mine('duplicate')}")
         lab["drops"].setText(f"{c.dropped_samples} · upstream {c.feed_gap_samples} · queue "
-                             f"{self.handoff.in_flight}/{self.handoff.limit} (max {c.max_in_flight})")
+                             f"{self.handoff.in_flight}/{self.handoff.limit}")
+        lab["drops"].setToolTip(f"{lab['drops'].toolTip().split(' [')[0]} [queue max {c.max_in_flight}]")
         med = statistics.median(self.redraw_ms) if self.redraw_ms else 0.0
         ft = [t for t in self.frame_times if time.perf_counter() - t < 2.0]
         fps = (len(ft) - 1) / max(ft[-1] - ft[0], 1e-3) if len(ft) > 1 else 0.0
         lab["gui"].setText(f"{med:.1f} ms median · {fps:.0f} frames/s")
         lab["rescore"].setText(self._rescore_text((stats or {}).get("rescore") if fresh else None))
+        self._health_status()
+        self._update_mode()
         self._follow_window()
+
+    def _health_status(self) -> None:
+        """The selected sensor's health and "last sample N s ago", coloured as its fleet row."""
+        fleet = self.fleet_state
+        fleet.refresh(time.monotonic())
+        k = fleet.index.get(self.sensor or "")
+        lab, panel = self.status_labels, self.status_box
+        if k is None:
+            lab["health"].setText("–")
+            lab["last_sample"].setText("–")
+            panel.set_colour("health", None)
+            panel.set_colour("last_sample", None)
+            return
+        base = self.palette().color(QtGui.QPalette.ColorRole.Base)
+        h = Health(int(fleet.health[k]))
+        text = f"{self.sensor} · {fleet.state_text(k)}"
+        alert = self.alerts_active.get(self.sensor or "")
+        if alert is not None:
+            text = f"{self.sensor} · NEAR MISS {alert.margin_m:.0f} m · {fleet.state_text(k)}"
+        lab["health"].setText(text)
+        rgb = ALERT_RGB if alert is not None else HEALTH_RGB[h]
+        panel.set_colour("health", tint(rgb, base, 0.45).name())
+        silence = float(fleet.silence_after_s()[k])
+        lab["last_sample"].setText(f"{fleet.age_text(k)} (silent > {silence:.1f} s)")
+        panel.set_colour("last_sample", tint(HEALTH_RGB[Health.SILENT], base, 0.45).name() if h is Health.SILENT
+                         else None)
 
     def _rescore_text(self, service: dict | None) -> str:
         """Latest re-scored window and the stage's own counters (from the service stats)."""
@@ -739,6 +1041,10 @@ class MainWindow(QtWidgets.QMainWindow):
             yc = near(hist.preds, "y_m", tol)
             if yc is not None:
                 parts.append(f"causal {yc:.0f} m")
+            yh = near(hist.preds, "hybrid_m", tol)
+            if yh is not None and not math.isnan(yh):
+                sd = near(hist.preds, "hybrid_std_m", tol)
+                parts.append(f"hybrid {yh:.0f} m" + (f" ± {sd:.0f}" if sd is not None and not math.isnan(sd) else ""))
             b = near(hist.rescores, "bidir_m", tol) if hist.has_rescores else None
             if b is not None and not math.isnan(b):
                 parts.append(f"bidir {b:.0f} m")

@@ -14,6 +14,10 @@ from radarstream.errors import RadarstreamError
 from tools.options import add_field_option, positive
 
 
+DEMO_ALERT_M = 100.0
+"""The demo's near-miss distance: simulated passes below it raise alerts."""
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -75,8 +79,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"{why}: running headless, printing a summary every second "
                   "(set DISPLAY, or QT_QPA_PLATFORM=offscreen with --screenshot, for the window)", flush=True)
             headless = True
+    alert = args.alert_dmin_m if args.alert_dmin_m and args.alert_dmin_m > 0 else None
     pipe = LocalPipeline(PipelineConfig(sensors=args.sensors, rate_hz=args.rate, seed=args.seed, weights=weights,
-                                        checkpoint_every=max(1, int(round(args.rate)))))
+                                        checkpoint_every=max(1, int(round(args.rate))), alert_dmin_m=alert))
     try:
         feed, service = pipe.start()
     except Exception as exc:  # a clear sentence for a newcomer, not a traceback
@@ -86,6 +91,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
              if pipe.rescoring else "")
     print(f"demo: {args.sensors} simulated sensor(s) at {args.rate:g} Hz on {feed}; causal service "
           f"({pipe.service.backend.describe()}) publishing on {service}{extra}", flush=True)
+    if alert is not None:
+        print(f"      near-miss alerts on: near_miss when P(Dmin < {alert:g} m) > 0.9", flush=True)
     print(f"      (another terminal can watch it: radarstream gui --feed {feed} --service {service})", flush=True)
     try:
         if headless:
@@ -96,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from gui.worker import WorkerConfig
 
         options = GuiOptions(
-            window=WindowConfig(title=f"radarstream demo: {args.sensors} simulated sensors"),
+            window=WindowConfig(title=f"radarstream demo: {args.sensors} simulated sensors", start_view=args.view),
             worker=WorkerConfig(receiver=ReceiverConfig(feeds=(feed,), services=(service,)), weights=weights),
             screenshot=Path(args.screenshot) if args.screenshot else None,
             quit_after_s=args.duration or (10.0 if args.screenshot else None),
@@ -121,4 +128,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_option(d, "--seed", PipelineConfig, "seed", metavar="N", help="simulator seed")
     d.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="with the window: save a PNG at the end of --duration (default 10 s), then quit")
+    d.add_argument("--alert-dmin-m", type=float, default=DEMO_ALERT_M, metavar="M",
+                   help=f"near-miss alert distance given to the service (default {DEMO_ALERT_M:g} m: alerts fire on "
+                        "the simulated near passes; 0 turns alerts off)")
+    d.add_argument("--view", choices=("fleet", "detail"), default="fleet",
+                   help="tab the monitor opens on (default fleet: every sensor)")
     d.set_defaults(func=cmd_demo)

@@ -53,7 +53,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
             services = (*services, local.endpoint)
     options = GuiOptions(
         window=WindowConfig(window_s=args.window, threshold_m=args.threshold,
-                            history=HistoryConfig(samples=args.history)),
+                            history=HistoryConfig(samples=args.history), start_view=args.view),
         worker=WorkerConfig(receiver=ReceiverConfig(feeds=feeds, services=services),
                             weights=Path(args.weights) if args.weights else None),
         screenshot=Path(args.screenshot) if args.screenshot else None,
@@ -113,6 +113,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="samples kept per sensor (preallocated; 27 min at 20 Hz). Raise it to show long windows "
                           "at high rates, e.g. 65536 for 60 s at 1 kHz")
     g.add_argument("--sensor", default=None, metavar="ID", help="sensor to show first (default: the first seen)")
+    view, _ = source_field("gui.window", "WindowConfig", "start_view")
+    g.add_argument("--view", choices=("fleet", "detail"), default=view,
+                   help=f"tab to open on: fleet (every sensor's health, estimate and alerts) or detail (default {view})")
     g.add_argument("--size", type=_size, default=(1600, 1000), metavar="WxH", help="window size (default 1600x1000)")
     g.add_argument("--screenshot", default=None, metavar="FILE.png",
                    help="save a PNG of the window after --quit-after seconds (default 5), then quit")
