@@ -30,6 +30,7 @@ from streamer.live.engine import Event, Run, StreamEngine, StreamPolicy, run_blo
 from models.classical import CPAFitConfig
 from models.hybrid import HybridBank
 from models.profile import RadarProfile
+from radarstream.errors import RadarstreamError
 from radarstream.online import Block
 from streamer.live.alerts import AlertConfig, NearMissDetector
 from streamer.live.domain import DomainBank
@@ -100,6 +101,28 @@ class ServiceConfig:
     curve: CurveConfig | None = None
     """CurveZMQ keys: binding sockets serve (allow-listed clients only), connecting ones are
     clients. None: plain TCP (a warning is logged when binding beyond loopback)."""
+
+    def __post_init__(self) -> None:
+        if not self.feeds:
+            raise ConfigError("give at least one --feed")
+        for name in ("rcvhwm", "sndhwm"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 = no limit), got {getattr(self, name)}")
+        if not 1 <= self.max_samples_per_message <= P.DEFAULT_MAX_SAMPLES:
+            raise ConfigError(f"max samples per message must lie in 1..{P.DEFAULT_MAX_SAMPLES} (the protocol's limit), "
+                              f"got {self.max_samples_per_message}")
+        if not (self.stats_interval_s > 0 and math.isfinite(self.stats_interval_s)):
+            raise ConfigError(f"stats interval must be > 0 seconds, got {self.stats_interval_s}")
+        if self.max_drain < 1:
+            raise ConfigError(f"max_drain must be >= 1, got {self.max_drain}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint interval must be >= 1 sample, got {self.checkpoint_every}")
+        if self.alert is not None and not self.hybrid:
+            raise ConfigError("near-miss alerts need the hybrid estimate: drop --no-hybrid or --alert-dmin-m")
+
+
+class ConfigError(RadarstreamError, ValueError):
+    """A ``serve`` setting that cannot work; the message names the option."""
 
 
 @dataclass
