@@ -93,7 +93,13 @@ def onnx_profile(path: str | Path) -> dict[str, Any] | None:
     """The profile a graph was exported with (its metadata), or None for graphs made before."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    from models.weights import WeightsError
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises its own DecodeError on a corrupt file
+        raise WeightsError(f"{path}: not a valid ONNX file ({type(exc).__name__}: {exc}); "
+                           "delete it or write it again with `radarstream export`") from None
     for entry in proto.metadata_props:
         if entry.key == PROFILE_KEY:
             return json.loads(entry.value)

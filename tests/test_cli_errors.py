@@ -48,3 +48,30 @@ def test_a_port_in_use_is_a_clear_error():
         proc = run("serve", "--pub", f"tcp://127.0.0.1:{port}", "--feed", "tcp://127.0.0.1:1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "address already in use" in proc.stderr
+
+
+def _weights(tmp_path: Path, damage: str) -> Path:
+    import shutil
+
+    src = ROOT / "models" / "weights"
+    out = tmp_path / damage
+    out.mkdir()
+    if damage != "empty":
+        for f in src.glob("causal.*"):
+            shutil.copy(f, out / f.name)
+    if damage == "onnx":
+        (out / "causal.onnx").write_bytes(b"garbage")
+    elif damage == "safetensors":
+        data = (out / "causal.safetensors").read_bytes()
+        (out / "causal.safetensors").write_bytes(data[:1000])
+    elif damage == "json":
+        (out / "causal.json").write_text("{bad")
+    return out
+
+
+@pytest.mark.parametrize("damage, says", [("empty", "not found"), ("onnx", "not a valid ONNX file"),
+                                          ("safetensors", "not a valid safetensors file"), ("json", "invalid JSON")])
+def test_missing_or_damaged_weights_are_a_clear_error(tmp_path, damage, says):
+    proc = run("serve", "--weights", str(_weights(tmp_path, damage)), "--pub", "tcp://127.0.0.1:*")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert says in proc.stderr
