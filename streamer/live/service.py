@@ -511,7 +511,8 @@ class StreamService:
                 self._log_limited("event_error", "cannot encode %s event of %s: %s", ev.type, ev.sensor, exc)
                 continue
             pub.send_multipart(P.encode_message(msg), copy=False)
-            if ev.type not in _QUIET_EVENTS:
+            quiet = ev.type in _QUIET_EVENTS or (ev.type == "peer_disconnected" and ev.fields.get("socket") == "pub")
+            if not quiet:  # a subscriber leaving the output is normal life, not a warning
                 self._log_limited(ev.type, "%s %s seq=%d %s", ev.type, ev.sensor, ev.seq, ev.fields)
 
     def _publish(self, pub: zmq.Socket, runs: list[Run], events: list[Event]) -> None:
@@ -583,7 +584,10 @@ class StreamService:
                 continue
             fields = {"socket": name, "endpoint": ev.endpoint}
             if kind == "peer_refused":
-                fields.update(reason=ev.name, detail=ev.detail)
+                detail = ev.detail
+                if self.curve is None and ev.name == "handshake_failed":
+                    detail += " (the peer may require CurveZMQ: serve with --curve-keys DIR)"
+                fields.update(reason=ev.name, detail=detail)
             events.append(Event(SERVICE_SENSOR, kind, 0, fields))
         self._send_events(pub, events)
 
