@@ -1,6 +1,6 @@
 """Offline scoring: run recorded or simulated samples through the same engine as ``serve``.
 
-``score_messages`` feeds decoded samples blocks, in their recorded order, to a
+``score_messages`` feeds decoded samples blocks and explicit reset requests, in their recorded order, to a
 :class:`~streamer.live.engine.StreamEngine` over the same backend the service uses (so gaps, epochs,
 duplicates and restarts are handled exactly as live), then adds per sample the classical and
 hybrid estimates (as ``serve`` computes them, see ``StreamService._hybrid``) and the bidirectional
@@ -20,7 +20,7 @@ import numpy as np
 from radarstream.errors import RadarstreamError
 from streamer.wire import protocol as P
 
-BASE_COLUMNS = ("sensor", "seq", "time_ns", "amplitude", "distance", "causal", "causal_m", "bidir",
+BASE_COLUMNS = ("sensor", "epoch", "seq", "time_ns", "amplitude", "distance", "causal", "causal_m", "bidir",
                 "classical", "hybrid", "causal_std", "classical_std", "hybrid_std")
 TRUTH_COLUMNS = ("dmin_m", "in_encounter", "true_range_m")
 ESTIMATES = ("causal", "bidir", "classical", "hybrid")
@@ -31,6 +31,7 @@ class _RunRows:
     """Per-sample outputs of one engine run (filled in place; bidir arrives later)."""
 
     sensor: str
+    epoch: int
     seq: int
     time_ns: np.ndarray  # int64 [T]
     x: np.ndarray  # [T, 2]
@@ -60,6 +61,8 @@ class ScoreResult:
     messages: int = 0
     rejected: int = 0
     counters: Counter = field(default_factory=Counter)  # engine counters (duplicate, gap, ...)
+    resets: int = 0
+    """Explicit reset requests (``event/<sensor>`` ``{"type": "reset"}``) fed to the engine."""
 
     @property
     def rows(self) -> int:
@@ -84,6 +87,19 @@ class ScoreResult:
                     row[f"mae_{name}"] = float(np.mean(np.abs(est[ok] - truth_m[ok]))) if ok.any() else None
             out.append(row)
         return out
+
+
+def is_reset_request(msg: P.Message) -> bool:
+    """A publisher's explicit reset request (protocol §6: ``event/<sensor>`` ``{"type": "reset"}``).
+
+    ``serve`` acts on every such event of its feed (``StreamService._drain_once``). A recording of
+    ``serve`` also holds the service's own ``reset`` events on the same topic: those report a reset
+    already done and always carry a ``reason`` (``explicit``, ...); applying them again would reset
+    the sensor a second time, a drain later. So a reset event with a ``reason`` is not a request."""
+    if msg.kind is not P.Kind.EVENT or msg.sensor == "_service":
+        return False
+    meta = msg.meta or {}
+    return meta.get("type") == "reset" and "reason" not in meta
 
 
 class ScoreError(RadarstreamError, RuntimeError):
@@ -126,7 +142,7 @@ def score_messages(
     pending: list[tuple[Any, list[tuple[np.ndarray, slice, slice]]]] = []  # windows to score, with targets
     scorer: list[Any] = []  # created on the first window (loading the bidir model costs)
     has_truth = False
-    messages = rejected = 0
+    messages = rejected = resets = 0
 
     def classical(run) -> np.ndarray:  # as StreamService._hybrid: [T, 4] classical, σ, hybrid, σ
         return hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
@@ -155,7 +171,7 @@ def score_messages(
             y_std = np.full(t, np.nan) if run.y_std is None else run.y_std
             truth = None if run.truth is None else np.asarray(run.truth, np.float64)
             has_truth = has_truth or truth is not None
-            rr = _RunRows(run.sensor, run.seq,
+            rr = _RunRows(run.sensor, run.epoch, run.seq,
                           run.t0_ns + run.period_ns * np.arange(t, dtype=np.int64),
                           np.asarray(run.x, np.float32), np.asarray(run.y, np.float32),
                           np.asarray(c, np.float64), np.asarray(h, np.float64), truth,
@@ -184,10 +200,16 @@ def score_messages(
     for frames in frames_iter:
         messages += 1
         msg = P.decode_message(frames)
-        if isinstance(msg, P.DecodeError) or msg.kind is not P.Kind.SAMPLES:
+        if isinstance(msg, P.DecodeError):
             rejected += 1
-        else:
+        elif msg.kind is P.Kind.SAMPLES:
             items.append((msg.sensor, msg.block, 0, msg.truth))
+        elif msg.kind is P.Kind.EVENT:
+            if is_reset_request(msg):  # as StreamService._drain_once: ordered with the samples around it
+                items.append((msg.sensor, None, 0))
+                resets += 1
+        else:
+            rejected += 1
         if len(items) >= drain:
             on_runs(engine.process(items)[0])
             items = []
@@ -197,7 +219,7 @@ def score_messages(
         on_runs(engine.process(items)[0])
     flush_windows()
     return ScoreResult(_columns(rows, r_max, has_truth), r_max, has_truth, messages, rejected,
-                       Counter(engine.counters))
+                       Counter(engine.counters), resets)
 
 
 def _columns(rows: list[_RunRows], r_max: float, has_truth: bool) -> dict[str, np.ndarray]:
@@ -212,6 +234,7 @@ def _columns(rows: list[_RunRows], r_max: float, has_truth: bool) -> dict[str, n
 
     cols: dict[str, np.ndarray] = {
         "sensor": cat(lambda r: np.full(r.causal.shape[0], r.sensor, object), object),
+        "epoch": cat(lambda r: np.full(r.causal.shape[0], r.epoch, np.uint64), np.uint64),
         "seq": cat(lambda r: r.seq + np.arange(r.causal.shape[0], dtype=np.int64), np.int64),
         "time_ns": cat(lambda r: r.time_ns, np.int64),
         "amplitude": cat(lambda r: r.x[:, 0], np.float32),
@@ -253,11 +276,12 @@ def simulated_frames(seconds: float, seed: int, sensors: int, samples_per_messag
 
 
 def recorded_frames(path: str | Path) -> tuple[Iterable[tuple[bytes, ...]], int | None]:
-    """The samples messages of a recording in log-time order, truth frame included when recorded
-    (a :class:`~streamer.sources.recorded.RecordedSource`)."""
+    """The samples and event messages of a recording in log-time order, truth frame included when
+    recorded (a :class:`~streamer.sources.recorded.RecordedSource`). The events carry the
+    publishers' explicit reset requests, which ``score_messages`` applies where ``serve`` did."""
     from streamer.sources.recorded import RecordedSource
 
-    source = RecordedSource(path)
+    source = RecordedSource(path, kinds=("samples", "event"))
     return iter(source), source.total_messages()
 
 
@@ -265,7 +289,7 @@ def recorded_frames(path: str | Path) -> tuple[Iterable[tuple[bytes, ...]], int 
 
 
 CSV_NAMES = {
-    "sensor": "sensor", "seq": "seq", "time_ns": "time_ns", "amplitude": "amplitude", "distance": "distance_m",
+    "sensor": "sensor", "epoch": "epoch", "seq": "seq", "time_ns": "time_ns", "amplitude": "amplitude", "distance": "distance_m",
     "causal": "causal_norm", "causal_m": "causal_m", "bidir": "bidir_norm", "classical": "classical_norm",
     "hybrid": "hybrid_norm", "causal_std": "causal_std_norm", "classical_std": "classical_std_norm",
     "hybrid_std": "hybrid_std_norm", "dmin_m": "true_dmin_m", "in_encounter": "in_encounter", "true_range_m": "true_range_m",
