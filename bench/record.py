@@ -24,7 +24,8 @@ from typing import Any
 
 import zmq
 
-from streamer.sim.publisher import FeedConfig, SimulatedFeed
+from streamer.sim.publisher import FeedConfig
+from streamer.sources.simulated import SimulatedSource
 from streamer.recording.writer import Recorder, RecorderConfig, simulate_to_file
 from streamer.recording.replay import Replayer, publish_recording
 
@@ -137,9 +138,9 @@ def _publisher_main(endpoint: str, sensors: int, spm: int, duration_s: float, ra
     ctx = zmq.Context()
     sock = ctx.socket(zmq.XPUB)  # a PUB that sees the recorder's subscription arrive
     sock.connect(endpoint)
-    feed = SimulatedFeed(FeedConfig(sensors=sensors, samples_per_message=spm, seed=7, realtime=False))
-    templates = [(f[0], bytearray(f[1]), bytearray(f[2])) for f in feed.next_messages()]
-    period = feed.period_ns
+    source = SimulatedSource(FeedConfig(sensors=sensors, samples_per_message=spm, seed=7, realtime=False))
+    templates = [(f[0], bytearray(f[1]), bytearray(f[2])) for f in source.next_batch()]
+    period = source.period_ns
     if sock.poll(60_000):
         sock.recv()  # subscribed: nothing sent from now on is lost to the slow-joiner effect
     conn.send("go")
@@ -153,7 +154,7 @@ def _publisher_main(endpoint: str, sensors: int, spm: int, duration_s: float, ra
             ahead = sent / rate_sps - elapsed
             if ahead > 0:
                 time.sleep(ahead)
-        t0 = feed.epoch + seq * period
+        t0 = source.epoch + seq * period
         for topic, block, truth_block in templates:
             _SEQ_T0.pack_into(block, 16, seq, t0)
             if truth:
