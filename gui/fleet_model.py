@@ -3,13 +3,20 @@
 Virtualised: Qt asks ``data()`` only for the cells on screen, so the cost of a frame is the
 number of visible rows, not the fleet's size. ``refresh(now)`` (from the window's redraw timer)
 recomputes the arrays and emits one ``dataChanged`` over the table; rows are appended with
-``beginInsertRows``. Sort keys are numbers (``SORT_ROLE``) for a QSortFilterProxyModel.
+``beginInsertRows``.
+
+Sorting is the model's own (:meth:`FleetModel.sort`: a numpy argsort of the column's keys and one
+``layoutChanged``), which :class:`gui.fleet_view.FleetProxy` (the QSortFilterProxyModel between
+the model and the view) delegates to: the proxy's own sort asks ``data()`` twice per comparison,
+about 20,000 Python calls for 1,000 rows (88 ms measured), where the argsort takes 0.1 ms. The
+sort is re-applied at every refresh, and signalled only when the order changed.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from PySide6 import QtCore, QtGui
 
 from gui.fleet_state import KIND_HYBRID, KIND_TEXT, FleetState, Health
@@ -45,6 +52,12 @@ HEALTH_RGB = {
 }
 ALERT_RGB = (213, 94, 0)
 
+_R = QtCore.Qt.ItemDataRole
+_DISPLAY, _BACKGROUND, _ALIGN, _TOOLTIP, _FONT = (int(_R.DisplayRole), int(_R.BackgroundRole),
+                                                   int(_R.TextAlignmentRole), int(_R.ToolTipRole), int(_R.FontRole))
+_ROLES = frozenset({_DISPLAY, _BACKGROUND, _ALIGN, _TOOLTIP, _FONT, SORT_ROLE, SENSOR_ROLE})
+_NUMERIC = frozenset(COLUMN[k] for k in ("age", "est", "std", "alerts", "cpa"))
+
 
 def tint(rgb: tuple[int, int, int], base: QtGui.QColor, alpha: float) -> QtGui.QColor:
     """``rgb`` blended over ``base`` (opaque result)."""
@@ -60,8 +73,14 @@ class FleetModel(QtCore.QAbstractTableModel):
         self.state = state
         self._rows = 0
         self._version = -1
+        self._perm = np.zeros(0, np.int64)  # table row -> fleet row (the sort order)
+        self.sort_column = COLUMN["sensor"]
+        self.sort_order = QtCore.Qt.SortOrder.AscendingOrder
+        self.resorts = 0
         self.set_base(QtGui.QColor("white"))
         self._align_num = int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        self._bold = QtGui.QFont()
+        self._bold.setBold(True)
 
     def set_base(self, base: QtGui.QColor) -> None:
         """Row colours for a table whose background is ``base`` (light or dark palette)."""
@@ -89,31 +108,37 @@ class FleetModel(QtCore.QAbstractTableModel):
             return TOOLTIPS[COLUMNS[section][0]]
         return None
 
-    def data(self, index: QtCore.QModelIndex, role=QtCore.Qt.ItemDataRole.DisplayRole):
-        k, col = index.row(), index.column()
-        if not index.isValid() or k >= self._rows:
+    def fleet_row(self, row: int) -> int:
+        """The fleet row (``FleetState`` index) shown on table row ``row``."""
+        return int(self._perm[row])
+
+    def data(self, index: QtCore.QModelIndex, role: int = _DISPLAY):
+        # called for every visible cell and role at each repaint: unhandled roles leave first
+        role = int(role)
+        if role not in _ROLES:
             return None
+        row, col = index.row(), index.column()
+        if row >= self._rows or row < 0:
+            return None
+        k = int(self._perm[row])
         st = self.state
-        key = COLUMNS[col][0]
-        R = QtCore.Qt.ItemDataRole
-        if role == R.DisplayRole:
-            return self._text(k, key)
-        if role == R.BackgroundRole:
+        if role == _DISPLAY:
+            return self._text(k, COLUMNS[col][0])
+        if role == _BACKGROUND:
             return self.alert_brush if st.alerting[k] else self.brushes[Health(int(st.health[k]))]
+        if role == _ALIGN:
+            return self._align_num if col in _NUMERIC else None
+        if role == _FONT:
+            return self._bold if col == 0 and st.alerting[k] else None
+        key = COLUMNS[col][0]
         if role == SORT_ROLE:
             return float(self._sort_key(k, key))  # a Python float: Qt cannot compare numpy scalars
-        if role == R.TextAlignmentRole:
-            return self._align_num if key in ("age", "est", "std", "alerts", "cpa") else None
         if role == SENSOR_ROLE:
             return st.names[k]
-        if role == R.ToolTipRole:
+        if role == _TOOLTIP:
             if key == "state" and st.health[k] == Health.OUT_OF_DOMAIN:
                 return st.reasons.get(k) or "out of domain"
             return TOOLTIPS[key]
-        if role == R.FontRole and key == "sensor":
-            f = QtGui.QFont()
-            f.setBold(bool(st.alerting[k]))
-            return f
         return None
 
     def _text(self, k: int, key: str) -> str:
@@ -166,11 +191,9 @@ class FleetModel(QtCore.QAbstractTableModel):
 
     # ------------------------------------------------------------------ per frame
 
-    def sort_keys(self, column: int):
-        """Every row's sort key of ``column`` as an array (to tell whether a re-sort is due)."""
-        import numpy as np
-
-        n = self._rows
+    def sort_keys(self, column: int) -> np.ndarray:
+        """Every fleet row's sort key of ``column``, as numbers."""
+        n = len(self.state)
         st = self.state
         key = COLUMNS[column][0]
         arrays = {"sensor": st.order, "age": st.age_s, "est": st.est_m, "std": st.std_m, "alerts": st.alerts,
@@ -181,20 +204,41 @@ class FleetModel(QtCore.QAbstractTableModel):
             return np.nan_to_num(np.asarray(arrays[key][:n], float), nan=1e18)
         return st.kind[:n]
 
+    def sort(self, column: int, order=QtCore.Qt.SortOrder.AscendingOrder) -> None:  # noqa: A003 (Qt name)
+        """Order the rows by ``column`` (numpy argsort, stable); one ``layoutChanged`` when the
+        order changed, nothing otherwise."""
+        self.sort_column, self.sort_order = int(column), order
+        n = self._rows
+        if n == 0 or not 0 <= column < len(COLUMNS):
+            return
+        keys = self.sort_keys(column)[:n].astype(np.float64)
+        if order == QtCore.Qt.SortOrder.DescendingOrder:
+            keys = -keys
+        perm = np.argsort(keys, kind="stable")
+        if np.array_equal(perm, self._perm[:n]):
+            return
+        self.layoutAboutToBeChanged.emit()
+        where = np.empty(n, np.int64)
+        where[perm] = np.arange(n)  # fleet row -> new table row
+        old = self.persistentIndexList()
+        new = [self.index(int(where[self._perm[ix.row()]]), ix.column()) if ix.row() < n else QtCore.QModelIndex()
+               for ix in old]
+        self._perm = perm
+        self.changePersistentIndexList(old, new)
+        self.layoutChanged.emit()
+        self.resorts += 1
+
     def refresh(self, now: float) -> None:
-        """Recompute the fleet at ``now``, add new rows, and tell the views every cell changed
-        (they repaint the visible ones)."""
+        """Recompute the fleet at ``now``, add new rows, re-apply the sort, and tell the views
+        every cell changed (they repaint the visible ones)."""
         st = self.state
         st.refresh(now)
         n = len(st)
         if n > self._rows:
             self.beginInsertRows(QtCore.QModelIndex(), self._rows, n - 1)
+            self._perm = np.concatenate([self._perm[:self._rows], np.arange(self._rows, n)])
             self._rows = n
             self.endInsertRows()
+        self.sort(self.sort_column, self.sort_order)
         if n:
             self.dataChanged.emit(self.index(0, 0), self.index(n - 1, len(COLUMNS) - 1))
-
-    def reset_rows(self) -> None:
-        self.beginResetModel()
-        self._rows = len(self.state)
-        self.endResetModel()

@@ -7,11 +7,20 @@ refresh. A click picks the sensor for the detail view, a double-click (or Enter)
 
 from __future__ import annotations
 
-import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from gui.fleet_model import COLUMN, SENSOR_ROLE, SORT_ROLE, FleetModel
 from gui.fleet_state import Health
+
+
+class FleetProxy(QtCore.QSortFilterProxyModel):
+    """Between the model and the view (a filter can go here); sorting is handed to the model's
+    numpy sort (:meth:`gui.fleet_model.FleetModel.sort`), the proxy keeps the model's order."""
+
+    def sort(self, column: int, order=QtCore.Qt.SortOrder.AscendingOrder) -> None:  # noqa: A003 (Qt name)
+        src = self.sourceModel()
+        if src is not None:
+            src.sort(column, order)
 
 
 class FleetView(QtWidgets.QWidget):
@@ -23,11 +32,10 @@ class FleetView(QtWidgets.QWidget):
     def __init__(self, model: FleetModel, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.model = model
-        self.proxy = QtCore.QSortFilterProxyModel(self)
+        self.proxy = FleetProxy(self)
         self.proxy.setSourceModel(model)
         self.proxy.setSortRole(SORT_ROLE)
-        # re-sorted by refresh() only when the order of the sort keys changed: a dynamic proxy
-        # would re-sort (thousands of Python data() calls) on every dataChanged
+        # a dynamic proxy would re-sort (thousands of Python data() calls) on every dataChanged
         self.proxy.setDynamicSortFilter(False)
         self.summary = QtWidgets.QLabel("no sensor yet", self)
         self.summary.setTextFormat(QtCore.Qt.TextFormat.RichText)
@@ -59,9 +67,11 @@ class FleetView(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
         layout.addWidget(self.table, 1)
-        self._order: np.ndarray | None = None
-        self._sorted_by: tuple[int, QtCore.Qt.SortOrder] | None = None
-        self.resorts = 0
+
+    @property
+    def resorts(self) -> int:
+        """Times the rows were re-ordered (the order changed)."""
+        return self.model.resorts
 
     def _sensor(self, proxy_index: QtCore.QModelIndex) -> str:
         return str(self.proxy.data(proxy_index, SENSOR_ROLE))
@@ -71,19 +81,8 @@ class FleetView(QtWidgets.QWidget):
         return self._sensor(self.proxy.index(row, 0))
 
     def refresh(self, now: float) -> None:
-        """Recompute the model at ``now``; re-sort only when the order of the sort keys changed."""
+        """Recompute the model at ``now`` (re-sorted when the order changed) and the summary."""
         self.model.refresh(now)
-        head = self.table.horizontalHeader()
-        col, order = head.sortIndicatorSection(), head.sortIndicatorOrder()
-        if 0 <= col < self.model.columnCount() and self.model.rowCount():
-            keys = self.model.sort_keys(col)
-            perm = np.argsort(keys, kind="stable")
-            if (self._sorted_by != (col, order) or self._order is None or len(self._order) != len(perm)
-                    or not np.array_equal(self._order, perm)):
-                self._order, self._sorted_by = perm, (col, order)
-                self.proxy.sort(-1)  # forget the old mapping, then sort afresh
-                self.proxy.sort(col, order)
-                self.resorts += 1
         self._summary()
 
     def _summary(self) -> None:
