@@ -108,6 +108,15 @@ class FleetModel(QtCore.QAbstractTableModel):
             return TOOLTIPS[COLUMNS[section][0]]
         return None
 
+    def table_row(self, k: int) -> int:
+        """The table row showing fleet row ``k`` (``FleetState`` index)."""
+        hit = np.flatnonzero(self._perm[:self._rows] == k)
+        return int(hit[0]) if len(hit) else -1
+
+    def cell(self, sensor: str, column: str) -> QtCore.QModelIndex:
+        """The model index of ``sensor``'s cell in ``column`` (a key of :data:`COLUMN`)."""
+        return self.index(self.table_row(self.state.index[sensor]), COLUMN[column])
+
     def fleet_row(self, row: int) -> int:
         """The fleet row (``FleetState`` index) shown on table row ``row``."""
         return int(self._perm[row])

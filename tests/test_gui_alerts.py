@@ -13,7 +13,6 @@ pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore  # noqa: E402
 
-from gui.fleet_model import COLUMN  # noqa: E402
 from gui.pipeline import LocalPipeline, PipelineConfig  # noqa: E402
 from gui.stream import ReceiverConfig  # noqa: E402
 from gui.window import MainWindow, WindowConfig  # noqa: E402
@@ -72,9 +71,9 @@ def test_near_miss_raises_banner_list_and_row_and_clears(qtbot, service_socket, 
     fleet, model = win.fleet_state, win.fleet_model
     k = fleet.index["radar-7"]
     assert fleet.alerting[k] == 1
-    assert model.data(model.index(k, COLUMN["sensor"]), BG) == model.alert_brush
-    assert "margin 34 m" in model.data(model.index(k, COLUMN["alert"]))
-    assert model.data(model.index(k, COLUMN["alerts"])) == "1"
+    assert model.data(model.cell("radar-7", "sensor"), BG) == model.alert_brush
+    assert "margin 34 m" in model.data(model.cell("radar-7", "alert"))
+    assert model.data(model.cell("radar-7", "alerts")) == "1"
     # the banner opens the sensor in the detail view
     win.banner.open_button.click()
     assert win.sensor == "radar-7" and win.tabs.currentWidget() is win.detail_page
@@ -87,8 +86,8 @@ def test_near_miss_raises_banner_list_and_row_and_clears(qtbot, service_socket, 
     assert lst.topLevelItemCount() == 2 and lst.topLevelItem(0).text(2) == "near_miss_cleared"
     assert win.alert_list.raised == 1 and win.alert_list.cleared == 1
     win.refresh_fleet(force=True)
-    assert fleet.alerting[k] == 0 and model.data(model.index(k, 0), BG) != model.alert_brush
-    assert "cleared" in model.data(model.index(k, COLUMN["alert"]))
+    assert fleet.alerting[k] == 0 and model.data(model.cell("radar-7", "sensor"), BG) != model.alert_brush
+    assert "cleared" in model.data(model.cell("radar-7", "alert"))
     # two sensors alerting: the banner stays until both cleared
     for s in ("radar-1", "radar-2"):
         send_event(sock, s, "near_miss", dmin_m=50.0, std_m=5.0, probability=0.99, threshold_m=100.0, margin_m=50.0)

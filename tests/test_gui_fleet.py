@@ -65,12 +65,12 @@ def test_fleet_model_with_1000_sensors_sorts_and_colours_rows(qtbot):
     assert view.resorts == n
     # the alerting row is coloured as an alert, a live one as live
     k = st.index["radar-500"]
-    assert model.data(model.index(k, COLUMN["state"]), BG) == model.alert_brush
-    assert model.data(model.index(1, COLUMN["state"]), BG) == model.brushes[Health.LIVE]
-    assert "margin 34 m" in model.data(model.index(k, COLUMN["alert"]))
-    assert model.data(model.index(k, 0), SENSOR_ROLE) == "radar-500"
-    assert model.data(model.index(3, COLUMN["est"])) == f"{st.est_m[3]:.0f} m"
-    assert model.data(model.index(3, COLUMN["cpa"])) == "–"  # not published by the service: never invented
+    assert model.data(model.cell("radar-500", "state"), BG) == model.alert_brush
+    assert model.data(model.cell("radar-1", "state"), BG) == model.brushes[Health.LIVE]
+    assert "margin 34 m" in model.data(model.cell("radar-500", "alert"))
+    assert model.data(model.cell("radar-500", "sensor"), SENSOR_ROLE) == "radar-500"
+    assert model.data(model.cell("radar-3", "est")) == f"{st.est_m[3]:.0f} m"
+    assert model.data(model.cell("radar-3", "cpa")) == "–"  # not published by the service: never invented
     # the state column sorts alerting rows first
     view.table.sortByColumn(COLUMN["state"], QtCore.Qt.SortOrder.DescendingOrder)
     view.refresh(100.1)
@@ -158,7 +158,7 @@ def test_an_outage_turns_the_row_silent_and_leaves_a_gap(qtbot, tiny_weights):
 
         qtbot.waitUntil(silent, timeout=WAIT_MS)
         # the row says so, in the silent colour; the other sensor stays live
-        row = win.fleet_model.index(k, COLUMN["state"])
+        row = win.fleet_model.cell("radar-1", "state")
         assert win.fleet_model.data(row).startswith("silent")
         assert win.fleet_model.data(row, BG) == win.fleet_model.brushes[Health.SILENT]
         assert fleet.health[fleet.index["radar-0"]] == Health.LIVE
