@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from radarstream.errors import RadarstreamError
+from streamer.live.engine import StreamPolicy
+from streamer.live.rescore import RescoreConfig
 from streamer.wire import protocol as P
 
 BASE_COLUMNS = ("sensor", "epoch", "seq", "time_ns", "amplitude", "distance", "causal", "causal_m", "bidir",
@@ -111,10 +113,10 @@ def score_messages(
     backend: Any,
     *,
     weights_dir: str | Path | None = None,
-    bidir_backend: str = "onnx",
-    window: int = 512,
-    hop: int = 256,
-    max_gap: int = 100,
+    bidir_backend: str = RescoreConfig.backend,
+    window: int = RescoreConfig.window,
+    hop: int = RescoreConfig.hop,
+    max_gap: int = StreamPolicy.max_gap,
     drain: int = 512,
     progress: Callable[[int], None] | None = None,
 ) -> ScoreResult:
