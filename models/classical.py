@@ -102,13 +102,22 @@ class CPAFitConfig:
     track; restart it from those rejected detections."""
     seed: int = 0
     """Seed of the RANSAC generator (``np.random.default_rng(seed)``) when none is passed."""
+    snr_sigma_m: float | None = None
+    """Range noise σ of a detection at 10 dB SNR (the radar profile's ``range_sigma_m``). With it,
+    the recursive fit predicts each detection's range noise from its amplitude
+    (σ = snr_sigma_m·√(10 dB / SNR), SNR = (A / amplitude_rms)² − 1) and compares the residuals
+    with it (:meth:`RecursiveCPAFit.chi2`): a straight pass gives ≈ 1, a manoeuvre the parabola
+    cannot follow gives ≫ 1 at high SNR, where the noise is small and the misfit is not."""
+    amplitude_rms: float = 1.0
+    """Noise RMS in the stream's amplitude units (the profile's ``noise_rms``)."""
 
     @classmethod
     def for_profile(cls, profile, **changes) -> "CPAFitConfig":
         """The fit for a radar profile (``models.profile.RadarProfile``): its R_max, and its range
         precision as the nominal σ (the adaptive cap keeps the default's ratio of 6)."""
         sigma = float(profile.range_sigma_m)
-        return cls(**{"r_max": float(profile.r_max_m), "sigma_m": sigma, "sigma_max_m": 6.0 * sigma, **changes})
+        return cls(**{"r_max": float(profile.r_max_m), "sigma_m": sigma, "sigma_max_m": 6.0 * sigma,
+                      "snr_sigma_m": sigma, "amplitude_rms": float(profile.noise_rms), **changes})
 
     def __post_init__(self) -> None:
         if self.min_detections < 3:
@@ -127,6 +136,10 @@ class CPAFitConfig:
             raise ValueError("bootstrap_window must be >= min_detections")
         if self.max_consecutive_rejections < 1:
             raise ValueError("max_consecutive_rejections must be >= 1")
+        if self.snr_sigma_m is not None and not (math.isfinite(self.snr_sigma_m) and self.snr_sigma_m > 0):
+            raise ValueError(f"snr_sigma_m must be None or finite and > 0, got {self.snr_sigma_m!r}")
+        if not (math.isfinite(self.amplitude_rms) and self.amplitude_rms > 0):
+            raise ValueError(f"amplitude_rms must be finite and > 0, got {self.amplitude_rms!r}")
 
 
 @dataclass(frozen=True)
@@ -652,6 +665,9 @@ class RecursiveCPAFit:
         self._adaptive = config.adaptive_sigma
         self._sig_floor = config.sigma_m / config.r_max
         self._sig_cap = config.sigma_max_m / config.r_max
+        self._snr_sigma = None if config.snr_sigma_m is None else config.snr_sigma_m / config.r_max
+        self._sigma_cap_noise = 12.0 * (config.snr_sigma_m or 0.0) / config.r_max
+        self._inv_amp = 1.0 / config.amplitude_rms
         self.reset()
 
     # -- public -------------------------------------------------------------------------------
@@ -694,6 +710,16 @@ class RecursiveCPAFit:
         manoeuvring target the parabola cannot follow. 0 until there are a few innovations."""
         return self._s_rr / self._s_r2 if self._s_r2 > 0.0 and self._n_acc > 8 else 0.0
 
+    def chi2(self) -> float:
+        """Residuals over the noise the amplitudes predict (``config.snr_sigma_m``), per degree of
+        freedom: ≈ 1 for a straight pass, ≫ 1 when the straight-line model is wrong (a manoeuvre)
+        or the radar's range noise is not what the profile says. NaN without a noise model, an
+        amplitude, or more than 3 accepted detections."""
+        n = self._n_acc
+        if self._coef is None or n <= 3 or not self._ev > 0.0:
+            return math.nan
+        return self._rss() / (self._ev * (n - 3) / n)
+
     def dmin_std_norm(self) -> float:
         """σ of the current dmin_norm (see :func:`_dmin_std`): the running residual RMS as range
         noise, widened for few points (t) and for correlated innovations (:meth:`misfit`); NaN
@@ -707,7 +733,7 @@ class RecursiveCPAFit:
 
     _STATE = ("_rng", "_n_det", "_n_rej", "_buffer", "_rejected", "_tracking", "_boot_failure", "_t0",
               "_s0", "_s1", "_s2", "_s3", "_s4", "_b0", "_b1", "_b2", "_yy", "_n_acc", "_consec",
-              "_coef", "_ldl", "_sig", "_dmin_norm", "_hist", "_rms_est", "_r_prev", "_s_rr", "_s_r2")
+              "_coef", "_ldl", "_sig", "_dmin_norm", "_hist", "_rms_est", "_r_prev", "_s_rr", "_s_r2", "_ev")
 
     def get_state(self) -> dict:
         """Everything the fit carries (sums, buffers, RNG), as a snapshot sharing nothing."""
@@ -755,6 +781,7 @@ class RecursiveCPAFit:
         self._hist: list[tuple[float, float, float]] = []
         self._r_prev = math.nan  # last innovation (ρ units) and the sums of its lag-1 statistics
         self._s_rr = self._s_r2 = 0.0
+        self._ev = 0.0  # Σ (Huber share) · 4 σ²_expected (ρ units): the rss a right model would have
 
     def _base_weight(self, rho: float) -> float:
         if self._uniform:
@@ -762,15 +789,27 @@ class RecursiveCPAFit:
         r = rho if rho > self._rho_floor else self._rho_floor
         return 1.0 / (r * r)
 
-    def _push(self, t: float, d: float) -> float:
+    def _expected_var(self, amp: float) -> float:
+        """Range-noise variance (ρ units) a detection of amplitude ``amp`` should have; NaN when
+        the config has no noise model or the amplitude is unknown."""
+        if self._snr_sigma is None or not amp == amp:
+            return math.nan
+        a = amp * self._inv_amp
+        snr = a * a - 1.0
+        sigma = self._snr_sigma * math.sqrt(10.0 / (snr if snr > 0.1 else 0.1))
+        sigma = sigma if sigma < self._sigma_cap_noise else self._sigma_cap_noise
+        return sigma * sigma
+
+    def _push(self, t: float, d: float, amp: float = math.nan) -> float:
         """Core update; returns the current dmin_norm (NaN when there is no valid fit)."""
         if not math.isfinite(t):
             raise ValueError(f"sample time must be finite, got {t!r}")
         if not (d >= 0.0 and math.isfinite(d)):
             return self._dmin_norm
         self._n_det += 1
+        e = self._expected_var(amp)
         if not self._tracking:
-            self._buffer.append((t, d))
+            self._buffer.append((t, d, e))
             if len(self._buffer) >= self._cfg.min_detections:
                 self._bootstrap()
             return self._dmin_norm
@@ -789,7 +828,7 @@ class RecursiveCPAFit:
             q = 1.0 / d0 + v1 * v1 / d1 + v2 * v2 / d2  # xᵀ M⁻¹ x: the fit's prediction variance
             sig = self._sig * math.sqrt(1.0 + self._base_weight(pred) * q)
             if res > self._cfg.inlier_k * sig:
-                self._reject(t, d)
+                self._reject(t, d, e)
                 return self._dmin_norm
             corner = self._cfg.huber_delta * sig
             if res > corner:
@@ -801,7 +840,7 @@ class RecursiveCPAFit:
                 self._s_rr += signed * self._r_prev
             self._s_r2 += signed * signed
             self._r_prev = signed
-        self._accept(t, d, tau, rho * rho, w)
+        self._accept(t, d, tau, rho * rho, w, e)
         self._solve()
         return self._dmin_norm
 
@@ -816,10 +855,19 @@ class RecursiveCPAFit:
         tau = (t - margin_s - self._t0) * self._inv_ts
         return tau >= -c1 / (2.0 * c2)
 
-    def _reject(self, t: float, d: float) -> None:
+    def vertex_in_data(self, margin_s: float = 0.0) -> bool:
+        """True when the fit's CPA lies at least ``margin_s`` after its own first sample: the
+        vertex is inside the data it was fitted on (a fit restarted on the receding leg only, after
+        a manoeuvre broke the track, extrapolates its vertex backwards and is False here)."""
+        if self._coef is None or not self._coef[2] > 0.0:
+            return False
+        c0, c1, c2 = self._coef
+        return -c1 / (2.0 * c2) >= margin_s * self._inv_ts
+
+    def _reject(self, t: float, d: float, e: float) -> None:
         self._n_rej += 1
         self._consec += 1
-        self._rejected.append((t, d))
+        self._rejected.append((t, d, e))
         if self._consec >= self._cfg.max_consecutive_rejections:
             restart = list(self._rejected)
             self._rejected.clear()
@@ -830,7 +878,11 @@ class RecursiveCPAFit:
             if len(self._buffer) >= self._cfg.min_detections:
                 self._bootstrap()
 
-    def _accept(self, t: float, d: float, tau: float, y: float, w: float) -> None:
+    def _accept(self, t: float, d: float, tau: float, y: float, w: float, e: float = math.nan) -> None:
+        if e == e:
+            self._ev += 4.0 * e * w / self._base_weight(math.sqrt(y))
+        else:
+            self._ev = math.nan  # one unknown noise level makes the comparison meaningless
         tau2 = tau * tau
         self._s0 += w
         self._s1 += w * tau
@@ -847,7 +899,7 @@ class RecursiveCPAFit:
             self._hist.append((t, d, w))
 
     def _bootstrap(self) -> None:
-        buf = np.array(self._buffer, dtype=np.float64)
+        buf = np.array([b[:2] for b in self._buffer], dtype=np.float64)
         t_rel = buf[:, 0] - buf[0, 0]
         scale = float(np.max(np.abs(t_rel)))
         if not scale > 0:
@@ -867,11 +919,11 @@ class RecursiveCPAFit:
         self._tracking = True
         self._t0 = float(buf[0, 0])
         self._n_rej += int((~inl).sum())
-        for (t, d), keep in zip(self._buffer, inl.tolist()):
+        for (t, d, e), keep in zip(self._buffer, inl.tolist()):
             if keep:
                 rho_i = d * self._inv_r_max
                 tau = (t - self._t0) * self._inv_ts
-                self._accept(t, d, tau, rho_i * rho_i, self._base_weight(rho_i))
+                self._accept(t, d, tau, rho_i * rho_i, self._base_weight(rho_i), e)
         self._buffer.clear()
         self._solve()
 
@@ -922,7 +974,7 @@ class RecursiveCPAFit:
         return self._cfg.r_max * math.sqrt(self._rss() / (4.0 * self._b0))
 
 
-CPA_OUTPUTS: tuple[str, ...] = ("dmin_norm", "dmin_std_norm", "cpa_passed", "misfit")
+CPA_OUTPUTS: tuple[str, ...] = ("dmin_norm", "dmin_std_norm", "cpa_passed", "chi2")
 """Columns of :meth:`StreamingCPAEstimator.update`'s output."""
 
 _CLOCK_TOLERANCE_NS = 1_000
@@ -941,7 +993,7 @@ class StreamingCPAEstimator:
 
     Online vocabulary (radarstream.online): ``update(block)`` takes integer-nanosecond times and
     returns ``[T, 4]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
-    ``cpa_margin_s`` behind, the fit's :meth:`RecursiveCPAFit.misfit`). The fit runs on seconds since the stream's first sample, taken as an
+    ``cpa_margin_s`` behind, the fit's :meth:`RecursiveCPAFit.chi2` — NaN without a noise model). The fit runs on seconds since the stream's first sample, taken as an
     integer difference, so the output does not depend on the clock's origin. ``process`` is the
     older float-seconds spelling of the same loop.
     """
@@ -960,7 +1012,8 @@ class StreamingCPAEstimator:
         self._origin_ns: int | None = None  # first detection of the current encounter
         self._last_sample_ns: int | None = None
         self._last_det_ns: int | None = None
-        self._last = (math.nan, math.nan, 0.0, 0.0)
+        self._last = (math.nan, math.nan, 0.0, math.nan)
+        self._kept: tuple[float, float, float, float] | None = None  # see _run
 
     def current(self) -> CPAFitResult:
         """The current (or, until the next detection, the last) encounter's fit."""
@@ -968,16 +1021,19 @@ class StreamingCPAEstimator:
 
     def get_state(self) -> dict:
         return {"fit": self._fit.get_state(), "origin_ns": self._origin_ns, "last_sample_ns": self._last_sample_ns,
-                "last_det_ns": self._last_det_ns, "last": self._last}
+                "last_det_ns": self._last_det_ns, "last": self._last, "kept": self._kept}
 
     def set_state(self, state: dict) -> None:
         self._fit.set_state(state["fit"])
         self._origin_ns, self._last_sample_ns = state["origin_ns"], state["last_sample_ns"]
         self._last_det_ns, self._last = state["last_det_ns"], tuple(state["last"])
+        self._kept = None if state["kept"] is None else tuple(state["kept"])
 
     def update(self, block) -> np.ndarray:
         """``[T, 4]`` :data:`CPA_OUTPUTS` after each sample of ``block`` (a radarstream.online.Block)."""
-        return self._run(np.asarray(block.t_ns, np.int64), np.asarray(block.x[:, 1], np.float64), self.cpa_margin_s)
+        x = np.asarray(block.x)
+        return self._run(np.asarray(block.t_ns, np.int64), x[:, 1].astype(np.float64), self.cpa_margin_s,
+                         amp=x[:, 0].astype(np.float64))
 
     def process(
         self, t: np.ndarray, distance: np.ndarray, *, cpa_margin_s: float | None = None
@@ -992,13 +1048,14 @@ class StreamingCPAEstimator:
         out = self._run(np.round(t_arr * 1e9).astype(np.int64), d_arr, margin, t_arr)
         return (out[:, 0], out[:, 2] > 0.5) if cpa_margin_s is not None else out[:, 0]
 
-    def _run(self, t_ns: np.ndarray, d_arr: np.ndarray, margin_s: float, t_s: np.ndarray | None = None) -> np.ndarray:
+    def _run(self, t_ns: np.ndarray, d_arr: np.ndarray, margin_s: float, t_s: np.ndarray | None = None,
+             amp: np.ndarray | None = None) -> np.ndarray:
         """The loop: only detections enter Python; other samples are filled by vectorised
         forward-fill + gap masking. Without ``t_s`` the fit runs on seconds since its encounter's
         first detection, an integer difference (exact, whatever the clock's origin)."""
         n = t_ns.size
         out = np.full((n, len(CPA_OUTPUTS)), np.nan)
-        out[:, 2:] = 0.0
+        out[:, 2] = 0.0
         if n == 0:
             return out
         if (self._last_sample_ns is not None and t_ns[0] < self._last_sample_ns) or np.any(np.diff(t_ns) < 0):
@@ -1006,20 +1063,26 @@ class StreamingCPAEstimator:
         det_idx = np.flatnonzero(np.isfinite(d_arr) & (d_arr >= 0.0))
         det_ns = t_ns[det_idx]
         det_s = None if t_s is None else t_s[det_idx].tolist()
+        det_a = [math.nan] * det_idx.size if amp is None else amp[det_idx].tolist()
         res_det = np.empty((det_idx.size, len(CPA_OUTPUTS)))
         fit, limit = self._fit, self._gap_ns + _CLOCK_TOLERANCE_NS
         push = fit._push
-        last, start = self._last_det_ns, self._origin_ns
-        for k, (tn, di) in enumerate(zip(det_ns.tolist(), d_arr[det_idx].tolist())):
+        last, start, kept = self._last_det_ns, self._origin_ns, self._kept
+        for k, (tn, di, ai) in enumerate(zip(det_ns.tolist(), d_arr[det_idx].tolist(), det_a)):
             if last is None or tn - last > limit:
                 if last is not None:
                     fit.reset()
-                start = tn
+                start, kept = tn, None
             ts = (tn - start) * 1e-9 if det_s is None else det_s[k]
-            est = push(ts, di)
-            res_det[k] = (est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s)),
-                          fit.misfit())
+            est = push(ts, di, ai)
+            row = (est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s)), fit.chi2())
+            if row[2] > 0.5 and fit.vertex_in_data(margin_s):
+                kept = row  # the encounter's latest fit that saw its closest approach
+            elif kept is not None:
+                row = kept  # a refit that only extrapolates its vertex does not replace it
+            res_det[k] = row
             last = tn
+        self._kept = kept
         # each sample takes the outputs of the latest detection at or before it, unless stale
         pos = np.searchsorted(det_idx, np.arange(n), side="right") - 1
         have = pos >= 0

@@ -10,6 +10,7 @@ wrong for manoeuvring targets, which is exactly where the LSTM takes over.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +24,10 @@ class HybridRule:
     """The fit's CPA must be at least this far in the past (online)."""
     min_inliers: int = 8
     """Whole-encounter fits need this many agreeing detections."""
-    max_misfit: float = 1.0
-    """Online: the fit's innovations must be less correlated than this (lag-1 autocorrelation,
-    ``RecursiveCPAFit.misfit``); above, the straight-pass model is wrong (a manoeuvre) and the LSTM
-    is used although the fit is well-posed. 1.0 disables the test."""
+    max_chi2: float = math.inf
+    """Online: the fit's residuals over the noise its amplitudes predict (``RecursiveCPAFit.chi2``,
+    needs ``CPAFitConfig.snr_sigma_m``) must stay below this; above, the straight-pass model is
+    wrong (a manoeuvre) and the LSTM is used although the fit is well-posed."""
 
 
 def hybrid_whole(fit: CPAFitResult, t_first: float, t_last: float, lstm_norm: float,
@@ -68,7 +69,7 @@ class OnlineHybrid:
         lstm = np.asarray(block.estimate, np.float64)
         y, y_std = (lstm[:, 0], lstm[:, 1]) if lstm.ndim == 2 else (lstm, np.full(lstm.shape[0], np.nan))
         cpa = self.classical.update(block)
-        use = (cpa[:, 2] > 0.5) & np.isfinite(cpa[:, 0]) & (cpa[:, 3] < self.rule.max_misfit)
+        use = (cpa[:, 2] > 0.5) & np.isfinite(cpa[:, 0]) & ~(cpa[:, 3] > self.rule.max_chi2)  # NaN: no test
         return np.stack([cpa[:, 0], cpa[:, 1], np.where(use, cpa[:, 0], y), np.where(use, cpa[:, 1], y_std)], axis=1)
 
     def process(self, t_s: np.ndarray, distance: np.ndarray, y_lstm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
