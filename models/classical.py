@@ -989,7 +989,10 @@ class StreamingCPAEstimator:
     (fresh fit, fresh RNG), so encounters never contaminate each other. Per-sample output is the
     current encounter's dmin_norm; NaN where it has no valid fit, and NaN once more than ``gap_s``
     has passed since the last detection (the encounter is over). Times must be non-decreasing,
-    also across calls; the output does not depend on how the stream is chunked.
+    also across calls; the output does not depend on how the stream is chunked. Within an
+    encounter, once a fit has seen its closest approach (vertex inside its data and passed), a
+    later refit (after a manoeuvre broke the track) is only reported once it has seen a vertex of
+    its own: an extrapolated vertex does not replace an observed one.
 
     Online vocabulary (radarstream.online): ``update(block)`` takes integer-nanosecond times and
     returns ``[T, 4]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
