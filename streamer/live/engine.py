@@ -155,6 +155,7 @@ class StreamEngine:
         self.sensors: dict[str, SensorState] = {}
         self.counters: Counter = Counter()  # global counters by reason
         self.calls: Counter = Counter()  # backend calls by (batch, time) shape, for the benchmark
+        self.fast_samples = 0  # samples admitted by process_drain's array checks (tests, benchmark)
 
     # ------------------------------------------------------------ state control
 
@@ -216,6 +217,119 @@ class StreamEngine:
                 self.pool.reset(st.slot)
                 st.reset_pending = False
         return runs, events
+
+    def process_drain(self, batch, slow: list[tuple[int, tuple]], *, slow_sensors: set[str] = frozenset()
+                      ) -> tuple[list[Run], list[Event]]:
+        """:meth:`process` over one drain given as arrays: ``batch`` (a
+        :class:`streamer.wire.protocol.SampleBatch`: plain samples messages) and ``slow``
+        (``(position in the drain, item)`` pairs, items as :meth:`process` takes them).
+
+        The common case, a known sensor whose messages all continue its sequence (same epoch,
+        no reset pending, contiguous seqs and times, one period, at most ``max_run`` samples), is
+        admitted per sensor with array checks; every other message of ``batch`` (and every
+        message of a sensor in ``slow_sensors`` or with any ``slow`` item) goes through the same
+        per-message policy as :meth:`process`, in arrival order. Runs, events and counters are
+        those :meth:`process` gives for the same messages in the same order (tests/test_drain.py)."""
+        n = len(batch)
+        fast_pending: list[tuple[int, _Pending]] = []
+        if n:
+            forced = set(slow_sensors)
+            forced.update(item[0] for _, item in slow)
+            ok_msg = self._fast_admit(batch, forced, fast_pending)
+            if not ok_msg.all():
+                slow = slow + [(int(batch.index[k]), (batch.sensor[k], batch.block(k), int(batch.recv_ns[k])))
+                               for k in np.flatnonzero(~ok_msg).tolist()]
+                slow.sort(key=lambda e: e[0])
+        events: list[Event] = []
+        pending: dict[str, list[_Pending]] = {}
+        created: list[tuple[int, str]] = []
+        for pos, item in slow:
+            sensor, block = item[0], item[1]
+            if block is None:
+                self._request_reset(sensor, events)
+                continue
+            new = sensor not in pending
+            self._admit(sensor, block, item[2], pending, events, item[3] if len(item) > 3 else None)
+            if new and sensor in pending:
+                created.append((pos, sensor))
+        if fast_pending:
+            order = sorted([(pos, sensor, None) for pos, sensor in created]
+                           + [(pos, p.sensor, p) for pos, p in fast_pending], key=lambda e: e[0])
+            merged: dict[str, list[_Pending]] = {}
+            for _, sensor, p in order:
+                merged[sensor] = pending[sensor] if p is None else [p]
+            pending = merged
+        runs = self._execute(pending)
+        for st in self.sensors.values():  # resets that no later sample consumed
+            if st.reset_pending:
+                self.pool.reset(st.slot)
+                st.reset_pending = False
+        return runs, events
+
+    def _fast_admit(self, batch, forced: set[str], out: list[tuple[int, "_Pending"]]) -> np.ndarray:
+        """Admit the in-order sensors of ``batch``; returns the mask of the messages admitted."""
+        n = len(batch)
+        ids: dict[str, int] = {}
+        sid = np.fromiter((ids.setdefault(s, len(ids)) for s in batch.sensor), np.int64, n)
+        names = list(ids)
+        sensors = self.sensors
+        sts = [sensors.get(s) for s in names]
+        known = np.fromiter((st is not None and not st.reset_pending and s not in forced
+                             for s, st in zip(names, sts)), bool, len(names))
+        if not known.any():
+            return np.zeros(n, bool)
+        exp_epoch = np.array([st.epoch if k else 0 for st, k in zip(sts, known.tolist())], np.uint64)
+        exp_seq = np.array([min(st.next_seq, (1 << 64) - 1) if k else 0 for st, k in zip(sts, known.tolist())], np.uint64)
+        order = np.argsort(sid, kind="stable")  # each sensor's messages together, in arrival order
+        s_sid = sid[order]
+        seq, count, period = batch.seq[order], batch.count[order], batch.period_ns[order]
+        t0 = batch.t0_ns[order].view(np.uint64)
+        first = np.ones(n, bool)
+        first[1:] = s_sid[1:] != s_sid[:-1]
+        good = known[s_sid] & (batch.epoch[order] == exp_epoch[s_sid])
+        prev_end = np.empty(n, np.uint64)
+        prev_end[1:] = seq[:-1] + count[:-1].astype(np.uint64)
+        prev_t = np.empty(n, np.uint64)
+        prev_t[1:] = t0[:-1] + count[:-1].astype(np.uint64) * period[:-1]  # modular: exact equality test
+        prev_p = np.empty(n, np.uint64)
+        prev_p[1:] = period[:-1]
+        good &= np.where(first, seq == exp_seq[s_sid], (seq == prev_end) & (t0 == prev_t) & (period == prev_p))
+        starts = np.flatnonzero(first)
+        total = np.add.reduceat(count, starts)
+        sensor_ok = np.logical_and.reduceat(good, starts) & (total <= self.policy.max_run)
+        ok_sorted = np.repeat(sensor_ok, np.diff(np.append(starts, n)))
+        ok = np.empty(n, bool)
+        ok[order] = ok_sorted
+        if not sensor_ok.any():
+            return ok
+        ends = np.append(starts[1:], n)
+        idx = batch.index
+        recv = batch.recv_ns
+        counters = self.counters
+        admitted = 0
+        for g in np.flatnonzero(sensor_ok).tolist():
+            a, b = int(starts[g]), int(ends[g])
+            k0 = int(order[a])
+            name = names[int(s_sid[a])]
+            st = sts[int(s_sid[a])]
+            m = int(total[g])
+            if b - a == 1:
+                parts, recvs = [batch.data(k0)], [int(recv[k0])]
+            else:
+                ks = order[a:b].tolist()
+                parts, recvs = [batch.data(k) for k in ks], [int(recv[k]) for k in ks]
+            p0 = int(batch.period_ns[k0])
+            seq0 = int(batch.seq[k0])
+            out.append((int(idx[k0]), _Pending(name, st.epoch, seq0, int(batch.t0_ns[k0]), p0, parts, recvs, False, m,
+                                               [None] * (b - a))))
+            st.next_seq = seq0 + m
+            st.period_ns = p0
+            st.samples += m
+            st.counters["samples"] += m
+            admitted += m
+        counters["samples"] += admitted
+        self.fast_samples += admitted
+        return ok
 
     def _request_reset(self, sensor: str, events: list[Event]) -> None:
         st = self.sensors.get(sensor)

@@ -96,6 +96,10 @@ class ServiceConfig:
     checkpoint_every: int | None = None
     """Publish each sensor's (h, c) on ``state/<sensor>`` once at least this many samples have
     passed since its last checkpoint (at the end of a run), so replay can seek and resume."""
+    fast_drain: bool = True
+    """Decode each drain into arrays and admit in-order sensors with array checks (the array
+    drain, issue 15); False: every message through the decoder and the engine one by one. Both
+    give the same outputs, events and counters (tests/test_drain.py)."""
     health: HealthConfig = HealthConfig()
     """Lag and silence alarms, heartbeats, reconnection, per-sensor rate limit, event budgets."""
     curve: CurveConfig | None = None
@@ -123,6 +127,19 @@ class ServiceConfig:
 
 class ConfigError(RadarstreamError, ValueError):
     """A ``serve`` setting that cannot work; the message names the option."""
+
+
+class _Last(tuple):
+    """``(seq, count, period_ns)`` of a sensor's last samples block in a drain (silence monitor)."""
+
+    __slots__ = ()
+
+    def __new__(cls, seq: int, count: int, period_ns: int):
+        return tuple.__new__(cls, (seq, count, period_ns))
+
+    seq = property(lambda self: self[0])
+    count = property(lambda self: self[1])
+    period_ns = property(lambda self: self[2])
 
 
 @dataclass
@@ -194,6 +211,7 @@ class StreamService:
         self._epoch = time.time_ns()
         self._last_checkpoint: dict[str, int] = {}
         self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=config.metrics)
+        self._topics: dict[bytes, str] = {}  # topic -> sensor ("" if not a samples topic): the array drain
         self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
         self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx, profile=self.profile) if config.rescore else None
         self._hybrids = HybridBank(CPAFitConfig.for_profile(self.profile))
@@ -375,23 +393,55 @@ class StreamService:
     def _drain_once(self, sub: zmq.Socket, pub: zmq.Socket) -> float | None:
         """Receive up to ``max_drain`` messages, run them, publish. Returns the monotonic time at
         which the input queue was found empty, or None if the drain stopped at ``max_drain``."""
-        items: list[tuple[str, P.Block, int]] = []
-        events: list[Event] = []
-        seen: dict[str, P.Block] = {}  # last samples block of each sensor (silence monitor)
-        cfg = self.config
-        limiter = self._limiter
+        msgs: list[list[bytes]] = []
+        recvs: list[int] = []
+        recv, clock = sub.recv_multipart, time.perf_counter_ns
         emptied_at = None
-        for _ in range(cfg.max_drain):
+        for _ in range(self.config.max_drain):
             try:
-                frames = sub.recv_multipart(_NOBLOCK)
+                msgs.append(recv(_NOBLOCK))
             except zmq.Again:
                 emptied_at = time.monotonic()
                 break
-            recv_ns = time.perf_counter_ns()
-            if self.stats.first_recv_ns is None:
-                self.stats.first_recv_ns = recv_ns
-            self.stats.messages += 1
-            msg = self.decoder.decode(frames)
+            recvs.append(clock())
+        if msgs:
+            self.handle(msgs, recvs, pub)
+        return emptied_at
+
+    def handle(self, msgs: list, recvs: list[int], pub: zmq.Socket) -> None:
+        """Decode, run and publish one drain of received messages (``recvs``: perf_counter_ns at
+        each receive). ``ServiceConfig.fast_drain`` (and no rate limit) takes the array drain;
+        otherwise every message goes through the decoder and the engine one by one. Both publish
+        the same predictions, events and counters (tests/test_drain.py)."""
+        if self.stats.first_recv_ns is None:
+            self.stats.first_recv_ns = recvs[0]
+        self.stats.messages += len(msgs)
+        if self.config.fast_drain and self._limiter is None:
+            runs, events = self._handle_arrays(msgs, recvs)
+        else:
+            runs, events = self._handle_items(msgs, recvs)
+        if runs and self.rescorer is not None:
+            # before publishing (a non-blocking queue put): once a consumer holds a prediction, the
+            # stats already count the windows it completed, queued or dropped
+            self.rescorer.submit(runs)
+        self._publish(pub, runs, events)
+        if runs:
+            if self.metrics is not None:
+                for run in runs:
+                    if run.truth is not None:
+                        self.metrics.observe(run)
+            if self.on_runs is not None:
+                self.on_runs(runs)
+
+    def _handle_items(self, msgs: list, recvs: list[int]) -> tuple[list[Run], list[Event]]:
+        """The per-message drain: decoder, rate limit, engine ``process``."""
+        items: list[tuple[str, P.Block, int]] = []
+        events: list[Event] = []
+        seen: dict[str, P.Block] = {}  # last samples block of each sensor (silence monitor)
+        limiter = self._limiter
+        decode = self.decoder.decode
+        for frames, recv_ns in zip(msgs, recvs):
+            msg = decode(frames)
             if isinstance(msg, P.DecodeError):
                 events.append(self._bad_input(msg))
                 continue
@@ -411,19 +461,49 @@ class StreamService:
             events = self._seen(seen) + events + engine_events + self._domain_events(runs)
         elif events:
             self._attribute(events)
-        if runs and self.rescorer is not None:
-            # before publishing (a non-blocking queue put): once a consumer holds a prediction, the
-            # stats already count the windows it completed, queued or dropped
-            self.rescorer.submit(runs)
-        self._publish(pub, runs, events)
-        if runs:
-            if self.metrics is not None:
-                for run in runs:
-                    if run.truth is not None:
-                        self.metrics.observe(run)
-            if self.on_runs is not None:
-                self.on_runs(runs)
-        return emptied_at
+        return runs, events
+
+    def _handle_arrays(self, msgs: list, recvs: list[int]) -> tuple[list[Run], list[Event]]:
+        """The array drain: plain samples messages decoded together (protocol.decode_sample_batch),
+        in-order sensors admitted with array checks (engine.process_drain); everything else (bad
+        frames, events, truth frames when metrics are on) through the decoder one by one."""
+        batch, rest = P.decode_sample_batch(msgs, self._topics, max_samples=self.config.max_samples_per_message,
+                                            ignore_truth=not self.config.metrics)
+        batch.recv_ns = np.asarray(recvs, np.int64)[batch.index]
+        events: list[Event] = []
+        slow: list[tuple[int, tuple]] = []
+        decode = self.decoder.decode
+        slow_samples = False
+        for pos in rest:
+            msg = decode(msgs[pos])
+            if isinstance(msg, P.DecodeError):
+                events.append(self._bad_input(msg))
+            elif msg.kind is P.Kind.SAMPLES:
+                slow.append((pos, (msg.sensor, msg.block, recvs[pos], msg.truth)))
+                slow_samples = True
+            elif msg.kind is P.Kind.EVENT and (msg.meta or {}).get("type") == "reset":
+                slow.append((pos, (msg.sensor, None, recvs[pos])))
+        if not len(batch) and not slow:
+            if events:
+                self._attribute(events)
+            return [], events
+        seen: dict[str, object] = {}  # sensor -> its last samples block (a Block, or k in batch)
+        if slow_samples:  # in first-appearance order over both kinds of message
+            arrivals = [(int(batch.index[k]), s, k) for k, s in enumerate(batch.sensor)]
+            arrivals += [(pos, item[0], item[1]) for pos, item in slow if item[1] is not None]
+            arrivals.sort(key=lambda e: e[0])
+            for _, s, v in arrivals:
+                seen[s] = v
+        else:
+            for k, s in enumerate(batch.sensor):
+                seen[s] = k
+        for s, v in seen.items():
+            if type(v) is int:
+                seen[s] = _Last(int(batch.seq[v]), int(batch.count[v]), int(batch.period_ns[v]))
+        runs, engine_events = self.engine.process_drain(batch, slow)
+        self._attribute(events)
+        events = self._seen(seen) + events + engine_events + self._domain_events(runs)
+        return runs, events
 
     def _seen(self, seen: dict[str, P.Block]) -> list[Event]:
         """Feed the silence monitor; ``sensor_back`` events for sensors that were silent."""

@@ -696,3 +696,146 @@ class Decoder:
         if not self.with_truth and isinstance(msg, Message) and msg.truth is not None:
             msg = Message(msg.kind, msg.sensor, msg.block, None, msg.meta)
         return msg
+
+
+# --------------------------------------------------------------------------- #
+# Array decoding of a whole drain (the service's fast path)
+# --------------------------------------------------------------------------- #
+
+_HEADER_FIELDS: Final = [
+    ("magic", "S4"), ("version", "<u2"), ("kind", "u1"), ("flags", "u1"), ("epoch", "<u8"), ("seq", "<u8"),
+    ("t0_ns", "<i8"), ("period_ns", "<u8"), ("count", "<u4"), ("channels", "<u2"), ("reserved", "<u2"),
+]
+HEADER_DTYPE: Final = np.dtype(_HEADER_FIELDS)
+"""The 48-byte header as a numpy structured dtype (the same layout as :data:`HEADER`)."""
+assert HEADER_DTYPE.itemsize == HEADER_SIZE
+
+_FAST_MAX_PERIOD: Final = 1 << 40  # ~18 min: beyond it, the slow path checks the times exactly
+_record_dtypes: dict[tuple[int, int], np.dtype] = {}
+
+
+def record_dtype(count: int, channels: int = SAMPLE_CHANNELS) -> np.dtype:
+    """Header + ``[count, channels]`` float32 payload as one structured dtype (one block frame)."""
+    key = (count, channels)
+    dt = _record_dtypes.get(key)
+    if dt is None:
+        if len(_record_dtypes) > 4096:
+            _record_dtypes.clear()
+        dt = _record_dtypes[key] = np.dtype(_HEADER_FIELDS + [("data", "<f4", (count, channels))])
+    return dt
+
+
+@dataclass(eq=False)
+class SampleBatch:
+    """The plain ``samples`` messages of a drain, decoded into arrays (:func:`decode_sample_batch`).
+
+    ``index[k]`` is message k's position in the drain; ``sensor[k]`` its sensor; the header fields
+    are int64/uint64 arrays; ``data(k)`` its ``[count, channels]`` read-only float32 payload, a view
+    into one buffer per frame size (``groups``: ``(positions in this batch, records)``). Every
+    message here passed exactly the checks :class:`Decoder` makes (stricter ones go ``rest``)."""
+
+    index: np.ndarray
+    sensor: list[str]
+    epoch: np.ndarray  # uint64
+    seq: np.ndarray  # uint64 (< 2**63)
+    t0_ns: np.ndarray  # int64
+    period_ns: np.ndarray  # uint64 (< 2**40)
+    count: np.ndarray  # int64
+    flags: np.ndarray
+    where: np.ndarray  # [n, 2] (group, row) of each message's record
+    groups: list[np.ndarray]  # structured records, one array per frame size
+    recv_ns: np.ndarray | None = None  # set by the receiver: receive time of each message (int64)
+
+    def __len__(self) -> int:
+        return len(self.sensor)
+
+    def data(self, k: int) -> np.ndarray:
+        g, r = self.where[k]
+        return self.groups[g]["data"][r]
+
+    def block(self, k: int) -> Block:
+        """Message k as the :class:`Block` the decoder would return."""
+        return Block(Kind.SAMPLES, int(self.epoch[k]), int(self.seq[k]), int(self.t0_ns[k]), int(self.period_ns[k]),
+                     self.data(k), int(self.flags[k]))
+
+
+def decode_sample_batch(
+    messages: Sequence[Sequence[Any]],
+    topics: dict[bytes, str],
+    *,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    sample_channels: int = SAMPLE_CHANNELS,
+    ignore_truth: bool = True,
+) -> tuple[SampleBatch, list[int]]:
+    """Split a drain into its plain samples messages, decoded as arrays, and the rest (positions
+    of everything else: events, truth-carrying samples when ``ignore_truth`` is False, frames
+    that are not ``bytes``, and any message failing a check; the caller decodes those one by one
+    with :class:`Decoder`, which names the exact reason).
+
+    ``topics`` caches topic bytes -> sensor ("" for a topic that is not a valid samples topic);
+    the per-message Python work is the frame count and this one dictionary lookup. Block frames
+    are joined per frame size into one buffer and read through one structured-dtype view."""
+    cand: list[int] = []
+    names: list[str] = []
+    frames1: list[bytes] = []
+    rest: list[int] = []
+    get = topics.get
+    for i, f in enumerate(messages):
+        n = len(f)
+        if n == 2 or (n == 3 and ignore_truth):
+            t = f[0]
+            s = get(t) if type(t) is bytes else ""
+            if s is None:
+                parsed = decode_topic(t)
+                s = parsed[1] if not isinstance(parsed, DecodeError) and parsed[0] is Kind.SAMPLES else ""
+                if len(topics) >= 65536:
+                    topics.clear()
+                topics[t] = s
+            b = f[1]
+            if s and type(b) is bytes:
+                cand.append(i)
+                names.append(s)
+                frames1.append(b)
+                continue
+        rest.append(i)
+    empty_u = np.empty(0, np.uint64)
+    if not cand:
+        return SampleBatch(np.empty(0, np.int64), [], empty_u, empty_u, np.empty(0, np.int64), empty_u,
+                           np.empty(0, np.int64), np.empty(0, np.uint8), np.empty((0, 2), np.int64), []), rest
+    sizes = np.fromiter(map(len, frames1), np.int64, len(frames1))
+    row_bytes = 4 * sample_channels
+    uniq = np.unique(sizes)
+    ok = np.zeros(len(cand), bool)
+    where = np.zeros((len(cand), 2), np.int64)
+    groups: list[np.ndarray] = []
+    heads = np.zeros(len(cand), HEADER_DTYPE)
+    for size in uniq.tolist():
+        count = (size - HEADER_SIZE) // row_bytes
+        if size <= HEADER_SIZE or (size - HEADER_SIZE) % row_bytes or count > max_samples:
+            continue  # the decoder names the reason
+        pos = np.flatnonzero(sizes == size) if len(uniq) > 1 else np.arange(len(cand))
+        buf = frames1[pos[0]] if len(pos) == 1 else b"".join([frames1[p] for p in pos.tolist()])
+        rec = np.frombuffer(buf, dtype=record_dtype(count, sample_channels))
+        good = ((rec["magic"] == MAGIC) & (rec["version"] == VERSION) & (rec["kind"] == int(Kind.SAMPLES))
+                & (rec["count"] == count) & (rec["channels"] == sample_channels)
+                & (rec["seq"] < np.uint64(1 << 63)) & (rec["period_ns"] < np.uint64(_FAST_MAX_PERIOD)))
+        # t0 + (count - 1) * period stays in int64 (period < 2**40, count <= 65536: no overflow here)
+        span = (count - 1) * rec["period_ns"].astype(np.int64)
+        good &= rec["t0_ns"] <= np.int64(_I64_MAX) - span
+        good &= np.isfinite(rec["data"]).reshape(len(rec), -1).all(axis=1)
+        ok[pos] = good
+        where[pos, 0] = len(groups)
+        where[pos, 1] = np.arange(len(pos))
+        heads[pos] = rec[list(HEADER_DTYPE.names)]
+        groups.append(rec)
+    if not ok.all():
+        bad = np.flatnonzero(~ok)
+        rest = sorted(rest + [cand[k] for k in bad.tolist()])
+        keep = np.flatnonzero(ok)
+        cand = [cand[k] for k in keep.tolist()]
+        names = [names[k] for k in keep.tolist()]
+        heads, where = heads[keep], where[keep]
+    return SampleBatch(np.asarray(cand, np.int64), names, heads["epoch"].astype(np.uint64),
+                       heads["seq"].astype(np.uint64), heads["t0_ns"].astype(np.int64),
+                       heads["period_ns"].astype(np.uint64), heads["count"].astype(np.int64),
+                       heads["flags"].astype(np.uint8), where, groups), rest
