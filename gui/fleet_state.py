@@ -117,6 +117,8 @@ class FleetState:
         self.reasons: dict[int, str] = {}  # out-of-domain reason per row
         self.last_alert: dict[int, Alert] = {}
         self.lagging = False
+        self.live_text = "live"
+        """What a healthy row says ("replaying" in a replay: never "live" there)."""
         self.version = 0  # bumped when rows are added (the model resets its row count)
         self.changed = False  # anything written since the last refresh
         self._cap = 0
@@ -273,7 +275,7 @@ class FleetState:
             return f"silent for {age:.0f} s" if math.isfinite(age) else "silent"
         if h is Health.OUT_OF_DOMAIN and self.reasons.get(k):
             return f"out of domain ({self.reasons[k]})"
-        return HEALTH_TEXT[h]
+        return self.live_text if h is Health.LIVE else HEALTH_TEXT[h]
 
     def age_text(self, k: int) -> str:
         age = self.age_s[k]

@@ -171,7 +171,7 @@ class SignalPlots:
         self.amp.setLabel("left", "amplitude", units="dB")
         self.rng.setLabel("left", "range", units="m")
         self.est.setLabel("left", "Dmin", units="m")
-        self.est.setLabel("bottom", "time relative to the newest sample", units="s")
+        self.est.setLabel("bottom", "time relative to now (the newest sample while it streams)", units="s")
         for p in (self.amp, self.rng, self.est):
             p.getAxis("left").enableAutoSIPrefix(False)  # metres stay metres (no "km" rescaling)
             p.getAxis("bottom").enableAutoSIPrefix(False)
@@ -196,6 +196,7 @@ class SignalPlots:
         self.causal = fast_curve(self.est, None, connect="finite")
         self.bidir = fast_curve(self.est, None, connect="finite")
         self.hybrid = fast_curve(self.est, None, connect="finite")
+        self.hybrid.setZValue(-1)  # wide, under the others: the causal stays visible where they coincide
         self.truth = fast_curve(self.est, None, connect="finite")
         self.truth.setDownsampling(ds=1, auto=False)  # already reduced to its steps (step_points)
         self.bands = pg.ImageItem(axisOrder="col-major")  # a 1-pixel-high mask stretched over the plot
@@ -295,7 +296,7 @@ class SignalPlots:
         self.causal.setPen(pg.mkPen(theme.causal, width=2))
         self.bidir.setPen(pg.mkPen(theme.bidir, width=2))
         self.truth.setPen(pg.mkPen(theme.truth, width=2, style=QtCore.Qt.PenStyle.DashLine))
-        self.hybrid.setPen(pg.mkPen(theme.hybrid, width=2))
+        self.hybrid.setPen(pg.mkPen(theme.hybrid, width=3))  # under the causal (equal until the fit takes over)
         edge = pg.mkColor(*theme.hybrid_band[:3], min(255, 2 * theme.hybrid_band[3]))
         self.band_hi.setPen(pg.mkPen(edge, width=1))
         self.band_lo.setPen(pg.mkPen(edge, width=1))
@@ -382,7 +383,7 @@ class StatePlots:
                 if r < len(order) - 1:
                     p.hideAxis("bottom")
                 else:
-                    p.setLabel("bottom", "time relative to the newest sample", units="s")
+                    p.setLabel("bottom", "time", units="s")
                 if col == 0:
                     p.setLabel("left", "unit")
                 else:  # same units as on the left; an axis of the same width keeps the columns aligned
@@ -448,8 +449,10 @@ class StatePlots:
         self.message.setText(text)
         self.message.setVisible(bool(text))
 
-    def set_images(self, x0: float, x1: float, traces: dict[str, np.ndarray]) -> None:
-        """``traces[name]`` is [columns, hidden]; drawn from time x0 to x1 (seconds)."""
+    def set_images(self, x0: float, x1: float, traces: dict[str, np.ndarray], columns: int | None = None) -> None:
+        """``traces[name]`` is [columns, hidden]; drawn from time x0 to x1 (seconds). ``columns``:
+        how many state columns the (decimated) traces stand for (default: as many as given)."""
+        seen = traces["c"].shape[0] if columns is None else int(columns)
         width = max(x1 - x0, 1e-9)
         for name in GATE_NAMES:
             arr = traces[name]
@@ -461,7 +464,7 @@ class StatePlots:
                 if self.c_locked is None:  # a robust 1-2-5 value from the first LOCK_AFTER columns, then kept
                     lim = float(np.nanpercentile(np.abs(arr), 99)) if arr.size else 1.0
                     self.c_limit = nice_ceiling(max(lim if math.isfinite(lim) else 1.0, 1.0))
-                    if arr.shape[0] >= self.LOCK_AFTER:
+                    if seen >= self.LOCK_AFTER:
                         self.lock_c(self.c_limit, auto=True)
                 levels = (-self.c_limit, self.c_limit)
             else:

@@ -130,6 +130,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker_info: dict | None = None  # set once the worker has opened its sockets
         self._cleared_at = 0.0
         self.fleet_state = FleetState(config.fleet)
+        if replay is not None:
+            self.fleet_state.live_text = "replaying"  # never "live" in a replay
         self.alerts_active: dict[str, Alert] = {}  # sensor -> its near_miss not cleared yet
         self.follow = True
         self._offsets: dict[str, tuple[int, float]] = {}  # sensor -> (sample time − monotonic ns, when)
@@ -454,12 +456,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.banner.show_alert(alert, len(self.alerts_active))
             return
         self.alerts_active.pop(alert.sensor, None)
-        if self.banner.sensor == alert.sensor or not self.alerts_active:
-            if self.alerts_active:
-                newest = max(self.alerts_active.values(), key=lambda a: a.wall_s)
-                self.banner.show_alert(newest, len(self.alerts_active))
-            else:
-                self.banner.clear()
+        if not self.alerts_active:
+            self.banner.clear()
+        elif self.banner.isVisibleTo(self) or self.banner.sensor == alert.sensor:  # not if dismissed
+            newest = max(self.alerts_active.values(), key=lambda a: a.wall_s)
+            self.banner.show_alert(newest, len(self.alerts_active))
 
     def _fresh(self, hist: SensorHistory, ring, t_ns: np.ndarray) -> np.ndarray | None:
         """Rows to append so that the ring stays in time order (it is binary-searched): rows at or
@@ -525,7 +526,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if ev.type == "gap" and ev.meta.get("action") == "reset":
                 self.event_counts[(ev.sensor, "gap_reset")] += 1
             if len(lines) < 20:
-                details = ", ".join(f"{k}={v}" for k, v in ev.meta.items() if k != "type" and not isinstance(v, (dict, list)))
+                details = ", ".join(f"{k}={v}" for k, v in ev.meta.items() if k != "type" and v is not None
+                                    and not isinstance(v, (dict, list)) and not k.endswith("_ns")
+                                    and not (isinstance(v, int) and abs(v) > 10**12))
                 stamp = time.strftime("%H:%M:%S", time.localtime(ev.t_ns / 1e9)) if ev.t_ns > 0 else "--:--:--"
                 lines.append(f"{stamp} {ev.sensor:<12} {ev.type:<13} {details}")
         if len(events) > len(lines):
@@ -878,7 +881,7 @@ class MainWindow(QtWidgets.QMainWindow):
         t = ring.view("t")[sel] - origin
         spacing = (t[-1] - t[0]) / max(len(t) - 1, 1) if len(t) > 1 else 0.05
         traces = {g: ring.view(g)[sel] for g in GATE_NAMES}
-        self.state_plots.set_images(float(t[0]), float(t[-1] + spacing), traces)
+        self.state_plots.set_images(float(t[0]), float(t[-1] + spacing), traces, columns=n)
 
     # ------------------------------------------------------------------ status
 
@@ -933,7 +936,14 @@ class MainWindow(QtWidgets.QMainWindow):
         ft = [t for t in self.frame_times if time.perf_counter() - t < 2.0]
         fps = (len(ft) - 1) / max(ft[-1] - ft[0], 1e-3) if len(ft) > 1 else 0.0
         lab["gui"].setText(f"{med:.1f} ms median · {fps:.0f} frames/s")
-        lab["rescore"].setText(self._rescore_text((stats or {}).get("rescore") if fresh else None))
+        service_rs = (stats or {}).get("rescore") if fresh else None
+        lab["rescore"].setText(self._rescore_text(service_rs))
+        if service_rs:
+            cost = service_rs.get("cost_ms_p50")
+            lab["rescore"].setToolTip(f"Latest re-scored window of the selected sensor (samples, mean and max |causal − "
+                                      f"bidir|); the stage: {service_rs.get('windows_scored', 0)} windows scored, "
+                                      f"{service_rs.get('windows_dropped', 0)} dropped"
+                                      + (f", {cost:.0f} ms each" if cost is not None else ""))
         self._health_status()
         self._update_mode()
         self._follow_window()
@@ -971,18 +981,16 @@ class MainWindow(QtWidgets.QMainWindow):
             return ("none yet for this sensor" if self.rescore_summaries
                     else "none received (re-scoring stage not running)")
         parts = []
-        if rs:
-            if "seq_start" in rs and "seq_end" in rs:
-                parts.append(f"{rs.get('sensor')} {rs['seq_start']}–{rs['seq_end']}")
+        if rs:  # short: the row must fit at 1280 px (the tooltip says what the numbers are)
+            head = f"{rs['seq_start']}–{rs['seq_end']}" if "seq_start" in rs and "seq_end" in rs else ""
             if isinstance(rs.get("mean_abs_m"), (int, float)):
                 mx = rs.get("max_abs_m")
-                parts.append(f"|Δ| mean {rs['mean_abs_m']:.0f} m" + (f", max {mx:.0f} m" if isinstance(mx, (int, float)) else ""))
-            if not parts:
-                parts.append(", ".join(f"{k}={v}" for k, v in list(rs.items())[:4]))
-        if service:
+                head += f": |Δ| {rs['mean_abs_m']:.0f} m" + (f" (max {mx:.0f})" if isinstance(mx, (int, float)) else "")
+            parts.append(head or ", ".join(f"{k}={v}" for k, v in list(rs.items())[:3]))
+        if service and not parts:  # the stage's counters: here when nothing else, else in the tooltip
             scored, dropped = service.get("windows_scored", 0), service.get("windows_dropped", 0)
             cost = service.get("cost_ms_p50")
-            parts.append(f"{scored} windows ({dropped} dropped" + (f", {cost:.0f} ms each)" if cost is not None else ")"))
+            parts.append(f"{scored} win, {dropped} dropped" + (f", {cost:.0f} ms" if cost is not None else ""))
         return " · ".join(parts)
 
     # ------------------------------------------------------------------ cursor readout

@@ -95,7 +95,7 @@ def test_near_miss_raises_banner_list_and_row_and_clears(qtbot, service_socket, 
     assert "+1 more active" in win.banner.text.text()
     send_event(sock, "radar-2", "near_miss_cleared", dmin_m=150.0, threshold_m=100.0)
     qtbot.waitUntil(lambda: len(win.alerts_active) == 1, timeout=WAIT_MS)
-    assert win.banner.isVisible() and "radar-1" in win.banner.text.text()
+    assert win.banner.isVisible() and "radar-1" in win.banner.text.text() and "more active" not in win.banner.text.text()
     win.close()
 
 
