@@ -29,7 +29,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             import pyarrow  # noqa: F401
             import pyarrow.parquet  # noqa: F401
         except ImportError:
-            raise ScoreError("writing Parquet needs pyarrow (pip install pyarrow), or use --out FILE.csv") from None
+            raise ScoreError("writing Parquet needs pyarrow: pip install -e '.[parquet]' (the project's extra), "
+                             "or use --out FILE.csv") from None
     if args.simulate is not None:
         frames, total = simulated_frames(args.simulate, args.seed, args.sensors, args.samples_per_message)
         source = f"simulation ({args.simulate:g} s, seed {args.seed}, {args.sensors} sensor(s))"
