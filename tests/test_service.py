@@ -236,3 +236,18 @@ def test_pred_blocks_stay_within_the_protocol_limit(tiny_weights):
     blocks = [m for m in msgs if m.kind is P.Kind.PRED and m.sensor == "big"]
     assert len(preds_by_sensor(msgs)["big"]) == 120_000
     assert max(m.block.count for m in blocks) <= P.DEFAULT_MAX_SAMPLES
+
+
+def test_the_service_sensor_id_is_reserved(tiny_weights):
+    """Issue 16 case 7: samples from a sensor named ``_service`` are malformed (bad_topic), so
+    nothing a sensor sends lands on ``event/_service`` beside the service's own stats."""
+    x = np.ones((5, 2), np.float32)
+    with running_service(tiny_weights, "onnx") as (service, pub, out):
+        pub.send_multipart(_samples("_service", 0, x))
+        pub.send_multipart(_samples("ok", 0, x))
+        msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("ok", {})) >= 5 and events(ms, "malformed"))
+        stats = service.snapshot()
+    assert "_service" not in preds_by_sensor(msgs)
+    bad = events(msgs, "malformed")
+    assert [e.meta["reason"] for e in bad] == ["bad_topic"] and "reserved" in bad[0].meta["detail"]
+    assert stats["decode_errors"] == {"bad_topic": 1}

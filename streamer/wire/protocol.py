@@ -55,6 +55,7 @@ __all__ = [
     "encode_block",
     "encode_message",
     "decode_topic",
+    "SERVICE_SENSOR",
     "decode_block",
     "decode_message",
     "continuity",
@@ -92,6 +93,9 @@ unknown) with them or when the model predicts its uncertainty; receivers use the
 PRED_CHANNELS: Final = len(PRED_CHANNEL_NAMES)
 
 MAX_SENSOR_LEN: Final = 64
+SERVICE_SENSOR: Final = "_service"
+"""Reserved sensor id: ``event/_service`` carries the service's own events (stats, lag, peers);
+no ``samples``, ``pred``, ``rescore`` or ``state`` message may use it (``bad_topic``)."""
 _SENSOR_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 #: Longest valid topic ("rescore/" + 64 chars); longer frame 0 is rejected unread.
 _MAX_TOPIC_LEN: Final = len("rescore/") + MAX_SENSOR_LEN
@@ -423,6 +427,8 @@ def decode_topic(frame: Any) -> tuple[Kind, str] | DecodeError:
         return DecodeError(ErrorReason.BAD_TOPIC, f"unknown topic kind {word!r}")
     if _SENSOR_RE.fullmatch(sensor) is None:
         return DecodeError(ErrorReason.BAD_TOPIC, f"invalid sensor id {sensor!r}")
+    if sensor == SERVICE_SENSOR and kind is not Kind.EVENT:
+        return DecodeError(ErrorReason.BAD_TOPIC, f"sensor id {SERVICE_SENSOR!r} is reserved for the service's own events")
     return kind, sensor
 
 
