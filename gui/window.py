@@ -130,6 +130,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker_info: dict | None = None  # set once the worker has opened its sockets
         self._cleared_at = 0.0
         self.fleet_state = FleetState(config.fleet)
+        self._shown_order: dict[str, float] = {}  # sensor -> when last selected (history eviction)
         if replay is not None:
             self.fleet_state.live_text = "replaying"  # never "live" in a replay
         self.alerts_active: dict[str, Alert] = {}  # sensor -> its near_miss not cleared yet
@@ -492,11 +493,27 @@ class MainWindow(QtWidgets.QMainWindow):
         dis[dmiss] = np.abs(ch.bidir_m[dmiss] - causal[dmiss])
         ring.append(t_ns=ch.t_ns, t=(ch.t_ns - ref) * 1e-9, bidir_m=ch.bidir_m, causal_m=causal, disagreement_m=dis)
 
-    def _history(self, sensor: str) -> SensorHistory | None:
+    def _history(self, sensor: str, make_room: bool = False) -> SensorHistory | None:
+        """The sensor's history, allocated on first sight while fewer than ``max_sensors`` have
+        one. The fleet has every sensor; opening one without a history (``make_room``) frees the
+        history of the sensor least recently shown (its plots start empty and fill from now)."""
         hist = self.histories.get(sensor)
         if hist is None:
             if len(self.histories) >= self.config.history.max_sensors:
-                return None
+                if not make_room:
+                    return None
+                shown = self._shown_order
+                victims = [s for s in self.histories if s != self.sensor]
+                victim = min(victims, key=lambda s: shown.get(s, -1.0)) if victims else None
+                if victim is None:
+                    return None
+                del self.histories[victim]
+                self._offsets.pop(victim, None)
+                k = self.sensor_box.findText(victim)
+                if k >= 0:
+                    self.sensor_box.blockSignals(True)
+                    self.sensor_box.removeItem(k)
+                    self.sensor_box.blockSignals(False)
             hist = self.histories[sensor] = SensorHistory(sensor, self.config.history)
             names = sorted(self.histories, key=natural_key)
             self.sensor_box.blockSignals(True)
@@ -542,6 +559,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if not sensor or sensor == self.sensor and self.state is not None:
             return
         self.sensor = sensor
+        self._shown_order[sensor] = time.monotonic()
+        if sensor not in self.histories and sensor in self.fleet_state.index:
+            self._history(sensor, make_room=True)  # a fleet sensor beyond the histories kept
         self.signal_plots.set_sensor(sensor)
         if self.sensor_box.currentText() != sensor:
             self.sensor_box.blockSignals(True)

@@ -34,6 +34,9 @@ class WorkerConfig:
     max_gap: int = 100
     """Gap (samples) beyond which the service resets a sensor's state; the gate view does too."""
     max_sensors: int = 256
+    """Sensors whose raw samples the gate view keeps (to recompute heatmaps on a selection)."""
+    fleet_sensors: int = 4096
+    """Sensors the receiver accepts at all (the fleet view lists every one of them)."""
 
 
 def load_gate_model(weights: Path | None):
@@ -68,7 +71,7 @@ class StreamWorker(QtCore.QObject):
         """Runs in the worker thread: open the sockets first (subscriptions take a moment to reach
         the publishers), then load the gate model, then poll on a timer."""
         cfg = self.config
-        self._receiver = StreamReceiver(cfg.receiver, max_sensors=cfg.max_sensors)
+        self._receiver = StreamReceiver(cfg.receiver, max_sensors=cfg.fleet_sensors)
         self._receiver.open()
         model, reason = load_gate_model(cfg.weights)
         gates = None

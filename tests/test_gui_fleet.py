@@ -216,3 +216,41 @@ def test_colour_scales_stay_fixed_across_frames(qtbot):
     assert "±5" in plots.plots["c"].titleLabel.text
     plots.lock_c(20.0)  # the user's value
     assert plots.levels("c") == (-20.0, 20.0) and plots.levels("h") == (-1.0, 1.0) and plots.levels("i") == (0.0, 1.0)
+
+
+def test_follow_newest_history_for_any_fleet_sensor_and_the_mode_label(qtbot, tiny_weights):
+    from gui.buffers import HistoryConfig
+    from gui.stream import Batch, PredChunk
+
+    win = MainWindow(WindowConfig(history=HistoryConfig(samples=256, max_sensors=2)),
+                     WorkerConfig(receiver=ReceiverConfig(feeds=(), services=()), weights=tiny_weights), start=False)
+    qtbot.addWidget(win)
+    t = np.arange(5, dtype=np.int64) * 50_000_000
+    y = np.full(5, 300.0, np.float32)
+    win.handoff.try_acquire()
+    win.ingest(Batch(1e9, {}, {f"s{k}": PredChunk(t, y, y) for k in range(4)}))
+    assert len(win.fleet_state) == 4 and set(win.histories) == {"s0", "s1"}  # the fleet has them all
+    win.open_sensor("s3")  # beyond the histories kept: the least recently shown one makes room
+    assert win.sensor == "s3" and "s3" in win.histories and len(win.histories) == 2 and "s0" in win.histories
+    assert win.signal_plots.est.titleLabel.text.startswith("s3 · ")
+    assert win.mode_text() == "LIVE"
+    win._on_manual_range([True, False])  # the user zoomed the time axis
+    assert not win.follow and not win.controls.follow_box.isChecked() and "not following" in win.mode_text()
+    win.controls.follow_box.setChecked(True)
+    assert win.follow and win.mode_text() == "LIVE"
+    win.set_paused(True)
+    assert win.mode_text().startswith("PAUSED")
+
+
+def test_replay_is_labelled_replay_with_its_position(qtbot, tiny_weights):
+    from tests.test_gui import FakeReplay
+
+    ctl = FakeReplay()
+    ctl.position_s, ctl.playing = 4.25, True
+    win = MainWindow(WindowConfig(), WorkerConfig(receiver=ReceiverConfig(feeds=(), services=()), weights=tiny_weights),
+                     replay=ctl, start=False)
+    qtbot.addWidget(win)
+    win.refresh_status()
+    text = win.mode_label.text()
+    assert text.startswith("REPLAY playing") and "4.2 / 10.0 s" in text and "LIVE" not in text
+    assert win.fleet_state.live_text == "replaying"
