@@ -46,7 +46,7 @@ class Block:
     """The nominal sample period the source declared (a wire block's ``period_ns``); None when
     unknown, then estimators that need it take it from the differences of ``t_ns``."""
     seq: np.ndarray | None = None
-    """int64 [T]: the samples' sequence numbers when the source numbers them (the wire does)."""
+    """uint64 [T]: the samples' sequence numbers when the source numbers them (the wire does)."""
 
     def __post_init__(self) -> None:
         t = np.asarray(self.t_ns)

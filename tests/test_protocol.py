@@ -372,6 +372,9 @@ ERROR_CASES: list[tuple[str, list, ErrorReason, str | None]] = [
     ("seq overflow", [T, raw_block(1, seq=2**64 - 2)], R.BAD_HEADER, "radar-1"),
     ("time overflow", [T, raw_block(1, t0_ns=2**63 - 15, period_ns=10)], R.BAD_HEADER, "radar-1"),
     ("time huge period", [T, raw_block(1, t0_ns=-(2**63), period_ns=2**64 - 1)], R.BAD_HEADER, "radar-1"),
+    ("next seq overflows", [T, raw_block(1, np.zeros((2, 2)), seq=2**64 - 2)], R.BAD_HEADER, "radar-1"),
+    ("period above an hour", [T, raw_block(1, np.zeros((1, 2)), t0_ns=0, period_ns=3_600_000_000_001)],
+     R.BAD_HEADER, "radar-1"),
     ("kind mismatch", [T, PRED_BLOCK], R.KIND_MISMATCH, "radar-1"),
     ("truth as frame 1", [T, raw_block(6, truth_data(3))], R.KIND_MISMATCH, "radar-1"),
     ("frame 2 not truth", [T, raw_block(1), raw_block(1)], R.KIND_MISMATCH, "radar-1"),
@@ -439,7 +442,8 @@ def test_accepted_variations() -> None:
         [b"event/e", EVENT_BLOCK, '{"type": "ü", "n": 1.5}'.encode()],
         [b"state/s", raw_block(4), b'{"emoji": "\\ud83d\\ude00", "s": "\\\\ud800"}'],
         [memoryview(T), memoryview(raw_block(1)), memoryview(raw_block(6, truth_data(3)))],
-        [T, raw_block(1, t0_ns=-(2**63), period_ns=2**63 - 1, seq=2**64 - 3)],
+        # the documented limits, exactly: period one hour, the seq after the last sample 2**64 - 1
+        [T, raw_block(1, t0_ns=-(2**63), period_ns=3_600_000_000_000, seq=2**64 - 4)],
     ]
     for frames in ok:
         out = decode_message(frames)

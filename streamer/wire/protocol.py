@@ -104,6 +104,9 @@ _U64_LIMIT: Final = 1 << 64
 _I64_MIN: Final = -(1 << 63)
 _I64_MAX: Final = (1 << 63) - 1
 _U64_MASK: Final = _U64_LIMIT - 1
+MAX_PERIOD_NS: Final = 3_600_000_000_000
+"""Largest valid ``period_ns`` (one hour): beyond it a block is ``bad_header`` (times of a stream
+that slow are meaningless, and they overflow every clock downstream)."""
 
 
 # --------------------------------------------------------------------------- #
@@ -229,7 +232,7 @@ class ErrorReason(enum.StrEnum):
     BAD_MAGIC = "bad_magic"
     UNKNOWN_VERSION = "unknown_version"
     UNKNOWN_KIND = "unknown_kind"  # header kind code not in 1..6
-    BAD_HEADER = "bad_header"  # seq or timestamps of the last sample overflow
+    BAD_HEADER = "bad_header"  # seq after the last sample or its time overflow, or period_ns > one hour
     SIZE_MISMATCH = "size_mismatch"  # payload length != count*channels*4
     NON_FINITE = "non_finite"  # NaN/Inf where values must be finite
     OVERSIZE = "oversize"  # count > max_samples
@@ -463,9 +466,11 @@ def _parse_block(buf: Any, max_samples: int, sensor: str | None) -> Block | Deco
             f"{size} bytes, header declares {expected} ({count}x{channels} float32)",
             sensor,
         )
+    if period_ns > MAX_PERIOD_NS:
+        return DecodeError(ErrorReason.BAD_HEADER, f"period_ns {period_ns} above the limit {MAX_PERIOD_NS} (one hour)", sensor)
     if count > 0:
-        if seq + count > _U64_LIMIT:
-            return DecodeError(ErrorReason.BAD_HEADER, "seq of last sample overflows u64", sensor)
+        if seq + count > _U64_MASK:
+            return DecodeError(ErrorReason.BAD_HEADER, "seq after the last sample overflows u64", sensor)
         t_last = t0_ns + (count - 1) * period_ns
         if not _I64_MIN <= t_last <= _I64_MAX:
             return DecodeError(ErrorReason.BAD_HEADER, "time of last sample overflows i64", sensor)
@@ -688,7 +693,8 @@ class Decoder:
         if (
             magic != MAGIC or version != VERSION or code != 1 or count == 0 or count > self.max_samples
             or channels != self.sample_channels or len(buf) != HEADER_SIZE + count * channels * 4
-            or seq + count > _U64_LIMIT or not _I64_MIN <= t0_ns + (count - 1) * period_ns <= _I64_MAX
+            or seq + count > _U64_MASK or period_ns > MAX_PERIOD_NS
+            or not _I64_MIN <= t0_ns + (count - 1) * period_ns <= _I64_MAX
         ):
             return self._slow(frames)  # the slow path names the exact reason
         data = np.frombuffer(buf, dtype="<f4", count=count * channels, offset=HEADER_SIZE).reshape(count, channels)
