@@ -89,7 +89,11 @@ def _service(backend, fast: bool, ctx, **cfg):
 def _published(sock) -> list:
     out = []
     while sock.poll(0):
-        out.append(P.decode_message(sock.recv_multipart()))
+        frames = sock.recv_multipart()
+        msg = P.decode_message(frames)
+        if isinstance(msg, P.Message) and msg.kind is P.Kind.PRED:  # the reusable buffers: protocol bytes
+            assert frames[1] == P.encode_block(msg.block)
+        out.append(msg)
     return out
 
 
@@ -187,12 +191,17 @@ def test_the_array_drain_over_real_sockets(tiny_weights):
     model, _ = load_model("causal", tiny_weights)
     rng = np.random.default_rng(5)
     x = {s: np.abs(rng.normal(0, 3, (60, 2))).astype(np.float32) for s in ("a", "b", "c")}
+    def send(k):
+        for s in x:
+            pub.send_multipart(P.encode_message(P.Message(P.Kind.SAMPLES, s, P.make_block(
+                P.Kind.SAMPLES, x[s][k : k + 1], epoch=1, seq=k, t0_ns=k * PERIOD, period_ns=PERIOD))))
+
     with running_service(tiny_weights, "onnx", metrics=False, hybrid=False) as (service, pub, out):
-        for k in range(60):
-            for s in x:
-                pub.send_multipart(P.encode_message(P.Message(P.Kind.SAMPLES, s, P.make_block(
-                    P.Kind.SAMPLES, x[s][k : k + 1], epoch=1, seq=k, t0_ns=k * PERIOD, period_ns=PERIOD))))
-        msgs = collect(out, lambda ms: all(len(preds_by_sensor(ms).get(s, {})) >= 60 for s in x))
+        send(0)  # new sensors take the per-message path; once known, their next messages the array path
+        msgs = collect(out, lambda ms: all(len(preds_by_sensor(ms).get(s, {})) >= 1 for s in x))
+        for k in range(1, 60):
+            send(k)
+        msgs += collect(out, lambda ms: all(len(preds_by_sensor(msgs + ms).get(s, {})) >= 60 for s in x))
         fast = service.engine.fast_samples
     got = preds_by_sensor(msgs)
     for s, xs in x.items():

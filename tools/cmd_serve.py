@@ -32,7 +32,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_samples_per_message=args.max_samples, checkpoint_every=args.checkpoint_every,
         hybrid=not args.no_hybrid, alert=alert, domain_check=not args.no_domain_check,
         rescore=RescoreConfig(window=args.window, hop=args.hop, threshold_m=args.threshold_m,
-                              backend=args.backend if args.backend in ("onnx", "torch") else "onnx")
+                              backend=args.backend if args.backend in ("onnx", "torch") else "onnx", process=True)
         if args.rescore else None,
         health=HealthConfig(lag_threshold_s=args.lag_threshold, max_sensor_rate=args.max_sensor_rate,
                             heartbeat_ivl_ms=args.heartbeat_ivl),

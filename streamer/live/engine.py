@@ -71,7 +71,8 @@ def run_block(run: Run) -> Block:
     truth, and the causal estimate for the estimators that combine with it."""
     k = np.arange(run.y.shape[0], dtype=np.int64)
     estimate = run.y if run.y_std is None else np.stack([run.y, run.y_std], axis=1)
-    return Block(run.t0_ns + run.period_ns * k, run.x, run.truth, estimate, run.period_ns, run.seq + k)
+    seq = np.uint64(run.seq) + k.astype(np.uint64)  # u64 like the wire: the top half of the range is valid
+    return Block(run.t0_ns + run.period_ns * k, run.x, run.truth, estimate, run.period_ns, seq)
 
 
 @dataclass
@@ -99,6 +100,8 @@ class _Pending:
     reset_before: bool
     count: int = 0
     truth: list[np.ndarray | None] = field(default_factory=list)
+    src: tuple[np.ndarray, int] | None = None  # (records, row): a one-part run read from an array drain
+
 
 
 def model_input(x: np.ndarray, period_ns: list[int], input_size: int) -> np.ndarray:
@@ -252,7 +255,9 @@ class StreamEngine:
             self._admit(sensor, block, item[2], pending, events, item[3] if len(item) > 3 else None)
             if new and sensor in pending:
                 created.append((pos, sensor))
-        if fast_pending:
+        if fast_pending and not created:  # fast_pending is in first-arrival order already
+            pending = {p.sensor: [p] for _, p in fast_pending}
+        elif fast_pending:
             order = sorted([(pos, sensor, None) for pos, sensor in created]
                            + [(pos, p.sensor, p) for pos, p in fast_pending], key=lambda e: e[0])
             merged: dict[str, list[_Pending]] = {}
@@ -260,10 +265,11 @@ class StreamEngine:
                 merged[sensor] = pending[sensor] if p is None else [p]
             pending = merged
         runs = self._execute(pending)
-        for st in self.sensors.values():  # resets that no later sample consumed
-            if st.reset_pending:
-                self.pool.reset(st.slot)
-                st.reset_pending = False
+        if any(item[1] is None for _, item in slow):  # only a reset request in this drain leaves one pending
+            for st in self.sensors.values():  # resets that no later sample consumed
+                if st.reset_pending:
+                    self.pool.reset(st.slot)
+                    st.reset_pending = False
         return runs, events
 
     def _fast_admit(self, batch, forced: set[str], out: list[tuple[int, "_Pending"]]) -> np.ndarray:
@@ -302,28 +308,30 @@ class StreamEngine:
         ok[order] = ok_sorted
         if not sensor_ok.any():
             return ok
-        ends = np.append(starts[1:], n)
-        idx = batch.index
-        recv = batch.recv_ns
+        ends = np.append(starts[1:], n).tolist()
+        starts_l, order_l, sid_l, total_l = starts.tolist(), order.tolist(), s_sid.tolist(), total.tolist()
+        idx, recv = batch.index.tolist(), batch.recv_ns.tolist()
+        seq_l, t0_l, per_l = batch.seq.tolist(), batch.t0_ns.tolist(), batch.period_ns.tolist()
+        w_grp, w_row, groups = batch.where[:, 0].tolist(), batch.where[:, 1].tolist(), batch.groups
         counters = self.counters
         admitted = 0
         for g in np.flatnonzero(sensor_ok).tolist():
-            a, b = int(starts[g]), int(ends[g])
-            k0 = int(order[a])
-            name = names[int(s_sid[a])]
-            st = sts[int(s_sid[a])]
-            m = int(total[g])
+            a, b = starts_l[g], ends[g]
+            k0 = order_l[a]
+            u = sid_l[a]
+            name, st = names[u], sts[u]
+            m = total_l[g]
             if b - a == 1:
-                parts, recvs = [batch.data(k0)], [int(recv[k0])]
+                rec, row = groups[w_grp[k0]], w_row[k0]
+                pend = _Pending(name, st.epoch, seq_l[k0], t0_l[k0], per_l[k0], [rec["data"][row]], [recv[k0]], False,
+                                m, [None], (rec, row))
             else:
-                ks = order[a:b].tolist()
-                parts, recvs = [batch.data(k) for k in ks], [int(recv[k]) for k in ks]
-            p0 = int(batch.period_ns[k0])
-            seq0 = int(batch.seq[k0])
-            out.append((int(idx[k0]), _Pending(name, st.epoch, seq0, int(batch.t0_ns[k0]), p0, parts, recvs, False, m,
-                                               [None] * (b - a))))
-            st.next_seq = seq0 + m
-            st.period_ns = p0
+                ks = order_l[a:b]
+                pend = _Pending(name, st.epoch, seq_l[k0], t0_l[k0], per_l[k0], [batch.data(k) for k in ks],
+                                [recv[k] for k in ks], False, m, [None] * (b - a))
+            out.append((idx[k0], pend))
+            st.next_seq = seq_l[k0] + m
+            st.period_ns = per_l[k0]
             st.samples += m
             st.counters["samples"] += m
             admitted += m
@@ -424,9 +432,12 @@ class StreamEngine:
         for p in group:  # resets decided while admitting apply here, after the sensor's earlier runs
             if p.reset_before:
                 self.pool.reset(self.sensors[p.sensor].slot)
+        src = group[0].src
         if len(group) == 1:
             p = group[0]
             x = (p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts))[None]
+        elif src is not None and all(p.src is not None and p.src[0] is src[0] for p in group):
+            x = src[0]["data"][[p.src[1] for p in group]]  # one gather: the same values np.stack gives
         else:
             x = np.stack([p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts) for p in group])
         h = self.pool.h[:, slots]
@@ -436,8 +447,13 @@ class StreamEngine:
         self.pool.c[:, slots] = cn
         self.calls[(len(group), t)] += 1
         out = []
+        y = y.copy()  # the backend's buffer is reused: one copy, each run a row of it
+        y_std = None if y_std is None else y_std.copy()
+        recv1 = np.fromiter((p.recv[0] for p in group), np.int64, len(group)) if t == 1 else None
         for k, p in enumerate(group):
-            if len(p.recv) == 1:
+            if recv1 is not None:
+                recv = recv1[k : k + 1]
+            elif len(p.recv) == 1:
                 recv = np.full(p.count, p.recv[0], np.int64)
             else:
                 recv = np.repeat(np.array(p.recv, np.int64), [q.shape[0] for q in p.parts])
@@ -447,6 +463,6 @@ class StreamEngine:
                     t if t is not None else np.full((q.shape[0], 4), np.nan, np.float32)
                     for t, q in zip(p.truth, p.parts)
                 ])
-            out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k].copy(), recv, p.reset_before, truth,
-                           None if y_std is None else y_std[k].copy()))
+            out.append(Run(p.sensor, p.epoch, p.seq, p.t0_ns, p.period_ns, x[k], y[k], recv, p.reset_before, truth,
+                           None if y_std is None else y_std[k]))
         return out

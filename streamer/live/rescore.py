@@ -16,8 +16,11 @@ twice.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -53,6 +56,13 @@ class RescoreConfig:
     slowdown_s: float = 0.0
     """Extra sleep per window: only for tests that prove a slow re-scorer never delays the
     causal path."""
+    process: bool = False
+    """Score in a child process (:class:`RescoreProcess`, what ``serve --rescore`` runs) instead
+    of a thread of the service's process: the causal loop then owns its core, and a crash of the
+    re-scorer is reported (``rescore_restarted`` on ``event/_service``) and restarted."""
+    restart_backoff_s: float = 1.0
+    """Least time between two restarts of a crashed re-scoring process (a crash loop costs a
+    restart per this interval, never the causal path)."""
 
     def __post_init__(self) -> None:
         if self.window < 2 or not 0 < self.hop <= self.window:
@@ -275,25 +285,275 @@ class Rescorer:
         self.cost_ms.append(per_window_ms)
         if len(self.cost_ms) > 10_000:
             del self.cost_ms[:5_000]
-        out = []
-        thr = self.config.threshold_m / self.r_max_m
-        for w, yb in zip(batch, y):
-            dis = yb - w.y_causal
-            data = np.stack([yb, w.y_causal, dis], axis=1).astype(np.float32)
-            meta = {
-                "channels": list(RESCORE_CHANNELS),
-                "window": int(w.x.shape[0]),
-                "hop": self.config.hop,
-                "seq_start": w.seq,
-                "seq_end": w.seq + w.x.shape[0] - 1,
-                "mean_abs_m": round(float(np.abs(dis).mean() * self.r_max_m), 3),
-                "max_abs_m": round(float(np.abs(dis).max() * self.r_max_m), 3),
-                "threshold_m": self.config.threshold_m,
-                "regions": regions_above(dis, thr, w.seq),
-                "cost_ms": round(per_window_ms, 3),
-                "r_max_m": self.r_max_m,
-            }
-            block = P.Block(P.Kind.RESCORE, w.epoch, w.seq, w.t0_ns, w.period_ns, data)
-            out.append(P.encode_message(P.Message(P.Kind.RESCORE, w.sensor, block, meta=meta)))
-            self.counters["windows_scored"] += 1
+        out = rescore_messages(batch, y, self.config, self.r_max_m, per_window_ms)
+        self.counters["windows_scored"] += len(out)
         return out
+
+
+def rescore_messages(batch: list[Window], y: np.ndarray, config: RescoreConfig, r_max_m: float,
+                     per_window_ms: float) -> list[list[bytes]]:
+    """The ``rescore/<sensor>`` messages of scored windows (the same in a thread or a process)."""
+    out = []
+    thr = config.threshold_m / r_max_m
+    for w, yb in zip(batch, y):
+        dis = yb - w.y_causal
+        data = np.stack([yb, w.y_causal, dis], axis=1).astype(np.float32)
+        meta = {
+            "channels": list(RESCORE_CHANNELS),
+            "window": int(w.x.shape[0]),
+            "hop": config.hop,
+            "seq_start": w.seq,
+            "seq_end": w.seq + w.x.shape[0] - 1,
+            "mean_abs_m": round(float(np.abs(dis).mean() * r_max_m), 3),
+            "max_abs_m": round(float(np.abs(dis).max() * r_max_m), 3),
+            "threshold_m": config.threshold_m,
+            "regions": regions_above(dis, thr, w.seq),
+            "cost_ms": round(per_window_ms, 3),
+            "r_max_m": r_max_m,
+        }
+        block = P.Block(P.Kind.RESCORE, w.epoch, w.seq, w.t0_ns, w.period_ns, data)
+        out.append(P.encode_message(P.Message(P.Kind.RESCORE, w.sensor, block, meta=meta)))
+    return out
+
+
+# ----------------------------------------------------------------------------- process
+
+
+def _window_frames(w: Window) -> list[bytes]:
+    head = json.dumps([w.sensor, w.epoch, w.seq, w.t0_ns, w.period_ns, int(w.x.shape[0])]).encode()
+    return [head, np.ascontiguousarray(w.x, np.float32).tobytes(), np.ascontiguousarray(w.y_causal, np.float32).tobytes()]
+
+
+def _frames_window(frames: list[bytes]) -> Window:
+    sensor, epoch, seq, t0, period, n = json.loads(frames[0])
+    return Window(sensor, epoch, seq, t0, period, np.frombuffer(frames[1], np.float32).reshape(n, 2),
+                  np.frombuffer(frames[2], np.float32))
+
+
+def child_main(config: RescoreConfig, weights_dir, profile: dict | None, windows_ep: str, results_ep: str) -> None:
+    """The re-scoring process: PULL windows, score them in batches (up to ``max_batch`` that are
+    waiting), PUSH the ``rescore`` messages back; a ``b"stop"`` frame (or SIGTERM) ends it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the service, which stops us
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:  # pragma: no cover
+        pass
+    from models.profile import RadarProfile
+
+    scorer = BidirScorer(weights_dir, config.backend, profile=RadarProfile.from_dict(profile) if profile else None)
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.RCVHWM, 0)
+    pull.connect(windows_ep)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 0)
+    push.setsockopt(zmq.LINGER, 1000)
+    push.connect(results_ep)
+    push.send_multipart([b"ready", str(os.getpid()).encode()])
+    stop = threading.Event()
+    try:
+        while True:
+            frames = pull.recv_multipart()
+            if frames[0] == b"stop":
+                return
+            batch = [_frames_window(frames)]
+            while len(batch) < config.max_batch:
+                try:
+                    more = pull.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                if more[0] == b"stop":
+                    return
+                batch.append(_frames_window(more))
+            t = time.perf_counter()
+            try:
+                y = scorer.score(np.stack([w.x for w in batch]), [w.period_ns for w in batch])
+                if config.slowdown_s:
+                    stop.wait(config.slowdown_s * len(batch))
+                per_window_ms = (time.perf_counter() - t) * 1e3 / len(batch)
+                msgs = rescore_messages(batch, y, config, scorer.r_max_m, per_window_ms)
+            except Exception:
+                log.exception("re-scoring failed for %d window(s)", len(batch))
+                push.send_multipart([b"failed", str(len(batch)).encode()])
+                continue
+            for frames in msgs:
+                push.send_multipart(frames)
+    finally:
+        pull.close(0)
+        push.close()
+        ctx.term()
+
+
+class RescoreProcess:
+    """:class:`Rescorer`'s interface, with the scoring in a child process (``spawn``).
+
+    The service thread keeps the :class:`WindowAssembler` and sends each completed window over a
+    PUSH socket (``ipc://`` where the platform has it, else ``tcp://127.0.0.1``); the child
+    returns the ``rescore`` messages on the service's results PULL socket. At most
+    ``queue_size`` windows are in flight (sent, not yet answered): beyond that a window is
+    dropped and counted, so a slow or dead re-scorer never makes the causal path wait.
+    :meth:`check` (called by the service loop) notices a dead child: it counts the windows lost
+    with it, starts a new one (at most once per ``restart_backoff_s``) and returns the
+    ``rescore_restarted`` event for ``event/_service``."""
+
+    def __init__(self, config: RescoreConfig, weights_dir: str | Path | None, context: zmq.Context,
+                 endpoint: str | None = None, *, profile=None):
+        from models.bundle import load_model
+
+        self.config = config
+        self.assembler = WindowAssembler(config.window, config.hop)
+        self.weights_dir = None if weights_dir is None else str(weights_dir)
+        model, _ = load_model("bidir", weights_dir, profile=profile)  # fail here, not in the child
+        self.profile = model.profile
+        self.r_max_m = float(model.profile.r_max_m)
+        self.ctx = context
+        self.counters: Counter = Counter()
+        self.cost_ms: list[float] = []
+        self.in_flight = 0
+        self.proc = None
+        self.pid: int | None = None
+        self._windows: zmq.Socket | None = None
+        self._results: zmq.Socket | None = None
+        self._dir: str | None = None
+        self._windows_ep = self._results_ep = ""
+        self._next_restart = 0.0
+        self._stopping = False
+
+    # ---------------- sockets and the child
+
+    def _endpoints(self, sock: zmq.Socket, name: str) -> str:
+        if zmq.has("ipc"):
+            if self._dir is None:
+                self._dir = tempfile.mkdtemp(prefix="radarstream-rescore-")
+            ep = f"ipc://{self._dir}/{name}"
+            sock.bind(ep)
+            return ep
+        port = sock.bind_to_random_port("tcp://127.0.0.1")
+        return f"tcp://127.0.0.1:{port}"
+
+    def bind_results(self) -> zmq.Socket:
+        """The PULL socket the service polls for finished re-scores; also binds the windows' PUSH."""
+        self._results = self.ctx.socket(zmq.PULL)
+        self._results.setsockopt(zmq.RCVHWM, 0)
+        self._results_ep = self._endpoints(self._results, "results")
+        self._windows = self.ctx.socket(zmq.PUSH)
+        self._windows.setsockopt(zmq.SNDHWM, 0)  # bounded by in_flight instead (exact, any transport)
+        self._windows.setsockopt(zmq.LINGER, 0)
+        self._windows_ep = self._endpoints(self._windows, "windows")
+        return self._results
+
+    def start(self) -> None:
+        import multiprocessing as mp
+
+        prof = self.profile.to_dict() if self.profile is not None else None
+        self.proc = mp.get_context("spawn").Process(
+            target=child_main, args=(self.config, self.weights_dir, prof, self._windows_ep, self._results_ep),
+            name="radarstream-rescore", daemon=True)
+        self.proc.start()
+        self.pid = self.proc.pid
+        self.in_flight = 0
+        self.counters["processes_started"] += 1
+
+    def stop(self) -> None:
+        """Stop the child (a stop frame, then terminate); windows in flight are abandoned (counted)."""
+        self._stopping = True
+        proc = self.proc
+        if proc is not None:
+            if proc.is_alive() and self._windows is not None:
+                try:
+                    self._windows.send_multipart([b"stop"], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass
+                proc.join(2.0)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(2.0)
+        self.counters["windows_abandoned"] += self.in_flight
+        self.in_flight = 0
+        if self._windows is not None:
+            self._windows.close(0)
+            self._windows = None
+        if self._dir is not None:
+            import shutil
+
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def check(self, now: float | None = None) -> list:
+        """A dead child is restarted (``rescore_restarted`` event, service sensor); [] otherwise."""
+        proc = self.proc
+        if self._stopping or proc is None or proc.is_alive():
+            return []
+        now = time.monotonic() if now is None else now
+        if now < self._next_restart:
+            return []
+        from streamer.live.engine import Event
+
+        self._next_restart = now + self.config.restart_backoff_s
+        lost, code, old = self.in_flight, proc.exitcode, self.pid
+        self.counters["windows_lost"] += lost
+        self.counters["restarts"] += 1
+        proc.join(0)
+        log.warning("re-scoring process %s ended (exit code %s, %d window(s) lost): restarting", old, code, lost)
+        self.start()
+        return [Event("_service", "rescore_restarted", 0, {"old_pid": old, "pid": self.pid, "exitcode": code,
+                                                           "windows_lost": lost, "restarts": self.counters["restarts"]})]
+
+    # ---------------- service-thread side
+
+    def submit(self, runs) -> None:
+        """Never blocks: more than ``queue_size`` windows in flight -> window dropped and counted."""
+        for run in runs:
+            for w in self.assembler.add(run):
+                if self.in_flight >= self.config.queue_size or self._windows is None:
+                    self.counters["windows_dropped"] += 1
+                    continue
+                try:
+                    self._windows.send_multipart(_window_frames(w), zmq.NOBLOCK)
+                except zmq.Again:
+                    self.counters["windows_dropped"] += 1
+                    continue
+                self.in_flight += 1
+                self.counters["windows_queued"] += 1
+
+    def on_result(self, frames: list) -> bool:
+        """Account for one message from the child; True if it is a ``rescore`` message to publish."""
+        head = bytes(frames[0])
+        if head == b"ready":
+            self.counters["processes_ready"] += 1
+            return False
+        if head == b"failed":
+            n = int(frames[1])
+            self.counters["windows_failed"] += n
+            self.in_flight = max(0, self.in_flight - n)
+            return False
+        self.in_flight = max(0, self.in_flight - 1)
+        self.counters["windows_scored"] += 1
+        if len(frames) == 3:
+            try:
+                self.cost_ms.append(float(json.loads(bytes(frames[2]))["cost_ms"]))
+            except (ValueError, KeyError, TypeError):
+                pass
+            if len(self.cost_ms) > 10_000:
+                del self.cost_ms[:5_000]
+        return True
+
+    def snapshot(self) -> dict:
+        cost = np.array(self.cost_ms[-1000:])
+        return {
+            **dict(self.counters),
+            "queue": self.in_flight,
+            "pid": self.pid,
+            "cost_ms_p50": round(float(np.median(cost)), 2) if cost.size else None,
+            "cost_ms_max": round(float(cost.max()), 2) if cost.size else None,
+        }
+
+
+def make_rescorer(config: RescoreConfig, weights_dir, context: zmq.Context, *, profile=None):
+    """The re-scorer ``config`` asks for: :class:`RescoreProcess` or the in-process :class:`Rescorer`."""
+    cls = RescoreProcess if config.process else Rescorer
+    return cls(config, weights_dir, context, profile=profile)

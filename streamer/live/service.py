@@ -36,12 +36,13 @@ from streamer.live.alerts import AlertConfig, NearMissDetector
 from streamer.live.domain import DomainBank
 from streamer.live.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
 from streamer.live.metrics import DelayedLabelMetrics
-from streamer.live.rescore import RescoreConfig, Rescorer
+from streamer.live.rescore import RescoreConfig, Rescorer, make_rescorer  # noqa: F401  (Rescorer re-exported)
 from streamer.wire.security import Curve, CurveConfig, endpoint_mode, exposure_warning, socket_role
 
 log = logging.getLogger("radarstream.serve")
 
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: enum flag arithmetic costs µs per call on the hot path
+_SNDMORE = int(zmq.SNDMORE)
 
 SERVICE_SENSOR = "_service"
 """Pseudo sensor id of service-wide events (stats, malformed frames without a sensor)."""
@@ -55,6 +56,9 @@ _QUIET_EVENTS = frozenset({"new_sensor", "stats", "peer_connected", "sensor_back
 """Published but not logged as warnings (normal life, or summaries of what was logged)."""
 
 SUMMARY_INTERVAL_S = 1.0
+
+PRED_CHUNK = 64
+"""Pred frames sent per latency stamp: ``latency_us`` is taken just before each chunk is sent."""
 
 SENSOR_LIST_CAP = 100
 """Most sensors listed by name in one stats message (silent ones, per-sensor counters)."""
@@ -129,19 +133,6 @@ class ConfigError(RadarstreamError, ValueError):
     """A ``serve`` setting that cannot work; the message names the option."""
 
 
-class _Last(tuple):
-    """``(seq, count, period_ns)`` of a sensor's last samples block in a drain (silence monitor)."""
-
-    __slots__ = ()
-
-    def __new__(cls, seq: int, count: int, period_ns: int):
-        return tuple.__new__(cls, (seq, count, period_ns))
-
-    seq = property(lambda self: self[0])
-    count = property(lambda self: self[1])
-    period_ns = property(lambda self: self[2])
-
-
 @dataclass
 class ServiceStats:
     """Counters since start plus a window of latencies since the last stats message."""
@@ -212,8 +203,10 @@ class StreamService:
         self._last_checkpoint: dict[str, int] = {}
         self.decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=config.metrics)
         self._topics: dict[bytes, str] = {}  # topic -> sensor ("" if not a samples topic): the array drain
+        self._pred_topics: dict[str, bytes] = {}  # sensor -> pred topic
+        self._pred_buffers: dict[tuple[int, int], np.ndarray] = {}  # (rows, channels) -> reusable pred frames
         self.metrics = DelayedLabelMetrics(backend.r_max_m) if config.metrics else None
-        self.rescorer = Rescorer(config.rescore, weights_dir, self.ctx, profile=self.profile) if config.rescore else None
+        self.rescorer = make_rescorer(config.rescore, weights_dir, self.ctx, profile=self.profile) if config.rescore else None
         self._hybrids = HybridBank(CPAFitConfig.for_profile(self.profile))
         h = config.health
         self.lag = LagMonitor(h.lag_threshold_s, empty_at=time.monotonic())
@@ -360,6 +353,8 @@ class StreamService:
                         self._input_current = True
                         self._lag_check(pub, now, emptied_at=now)
                     self._housekeeping(pub, time.monotonic())
+                    if self.rescorer is not None and hasattr(self.rescorer, "check"):  # a dead re-scoring process
+                        self._send_events(pub, self.rescorer.check())
                 except Exception:  # a bug must cost one batch, not the service
                     self.stats.decode_errors["internal_error"] += 1
                     log.exception("internal error while processing a batch (dropped, continuing)")
@@ -458,7 +453,8 @@ class StreamService:
         if items:
             runs, engine_events = self.engine.process(items)
             self._attribute(events)
-            events = self._seen(seen) + events + engine_events + self._domain_events(runs)
+            events = self._seen({s: (b.seq, b.count, b.period_ns) for s, b in seen.items()}) + events + engine_events \
+                + self._domain_events(runs)
         elif events:
             self._attribute(events)
         return runs, events
@@ -487,33 +483,33 @@ class StreamService:
             if events:
                 self._attribute(events)
             return [], events
-        seen: dict[str, object] = {}  # sensor -> its last samples block (a Block, or k in batch)
-        if slow_samples:  # in first-appearance order over both kinds of message
-            arrivals = [(int(batch.index[k]), s, k) for k, s in enumerate(batch.sensor)]
-            arrivals += [(pos, item[0], item[1]) for pos, item in slow if item[1] is not None]
+        # sensor -> (seq, count, period_ns) of its last samples block, in first-appearance order
+        seq_l, count_l, per_l = batch.seq.tolist(), batch.count.tolist(), batch.period_ns.tolist()
+        if slow_samples:  # both kinds of message, in arrival order
+            arrivals = [(pos, s, (seq_l[k], count_l[k], per_l[k])) for k, (pos, s) in
+                        enumerate(zip(batch.index.tolist(), batch.sensor))]
+            arrivals += [(pos, item[0], (item[1].seq, item[1].count, item[1].period_ns))
+                         for pos, item in slow if item[1] is not None]
             arrivals.sort(key=lambda e: e[0])
-            for _, s, v in arrivals:
-                seen[s] = v
+            seen = {s: v for _, s, v in arrivals}
         else:
-            for k, s in enumerate(batch.sensor):
-                seen[s] = k
-        for s, v in seen.items():
-            if type(v) is int:
-                seen[s] = _Last(int(batch.seq[v]), int(batch.count[v]), int(batch.period_ns[v]))
+            last = {s: k for k, s in enumerate(batch.sensor)}
+            seen = {s: (seq_l[k], count_l[k], per_l[k]) for s, k in last.items()}
         runs, engine_events = self.engine.process_drain(batch, slow)
         self._attribute(events)
         events = self._seen(seen) + events + engine_events + self._domain_events(runs)
         return runs, events
 
-    def _seen(self, seen: dict[str, P.Block]) -> list[Event]:
-        """Feed the silence monitor; ``sensor_back`` events for sensors that were silent."""
+    def _seen(self, seen: dict[str, tuple[int, int, int]]) -> list[Event]:
+        """Feed the silence monitor (``seen``: sensor -> ``(seq, count, period_ns)`` of its last
+        samples block in the drain); ``sensor_back`` events for sensors that were silent."""
         sensors = self.engine.sensors
         names = [s for s in seen if s in sensors]  # refused by the engine (sensor limit): not tracked
-        intervals = [seen[s].count * seen[s].period_ns * 1e-9 for s in names]
+        intervals = [seen[s][1] * seen[s][2] * 1e-9 for s in names]
         out = []
         for sensor, silent_s in self.silence.seen(names, intervals, time.monotonic()):
             self.stats.health["sensor_back"] += 1
-            out.append(Event(sensor, "sensor_back", seen[sensor].seq, {"silent_s": round(silent_s, 3)}))
+            out.append(Event(sensor, "sensor_back", seen[sensor][0], {"silent_s": round(silent_s, 3)}))
         return out
 
     def _domain_events(self, runs: list[Run]) -> list[Event]:
@@ -560,12 +556,15 @@ class StreamService:
         return self._hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
 
     def _forward_rescores(self, results: zmq.Socket, pub: zmq.Socket) -> None:
-        """Publish what the re-scoring thread finished (this thread owns the PUB socket)."""
+        """Publish what the re-scoring thread (or process) finished (this thread owns the PUB socket)."""
+        on_result = getattr(self.rescorer, "on_result", None)
         while True:
             try:
                 frames = results.recv_multipart(_NOBLOCK)
             except zmq.Again:
                 return
+            if on_result is not None and not on_result(frames):
+                continue  # the process's own bookkeeping (ready, failed)
             pub.send_multipart(frames)
             if self.metrics is not None:
                 msg = P.decode_message(frames)
@@ -598,38 +597,110 @@ class StreamService:
     def _publish(self, pub: zmq.Socket, runs: list[Run], events: list[Event]) -> None:
         # events first: a reset or gap precedes the predictions it concerns
         self._send_events(pub, events)
-        r_max = self.backend.r_max_m
-        lat_window = self.stats.latencies_us
-        hybrid = self.config.hybrid
-        channels = P.PRED_CHANNELS + (len(P.PRED_OPTIONAL_CHANNEL_NAMES) if hybrid or self.backend.has_std else 0)
-        wall_ns = time.time_ns() if runs else 0
-        ages = self.stats.sample_age_ms
-        for run in runs:
-            t = run.y.shape[0]
-            data = np.empty((t, channels), np.float32)
-            data[:, 0] = run.y
-            data[:, 1] = run.y * r_max
-            if channels > P.PRED_CHANNELS:  # see docs/protocol.md: 3 classical, 4 hybrid, 5-7 their σ
-                data[:, 5] = np.nan if run.y_std is None else run.y_std
-                if hybrid:
-                    est = self._hybrid(run)
-                    data[:, 3], data[:, 6], data[:, 4], data[:, 7] = est[:, 0], est[:, 1], est[:, 2], est[:, 3]
-                else:
-                    data[:, 3:5] = data[:, 6:8] = np.nan
-            lat = (time.perf_counter_ns() - run.recv_ns) * 1e-3
-            data[:, 2] = lat
-            if self.config.alert is not None and hybrid:  # an alert goes out before the rows it is about
-                self._send_events(pub, self._alert_events(run, data, r_max))
-            block = P.Block(P.Kind.PRED, run.epoch, run.seq, run.t0_ns, run.period_ns, data)
-            pub.send_multipart([P.topic(P.Kind.PRED, run.sensor), P.encode_block(block)], copy=False)
-            lat_window.extend(lat.tolist() if t < 64 else lat[:: max(1, t // 64)].tolist())
-            ages.append((wall_ns - run.t0_ns - (t - 1) * run.period_ns) * 1e-6)
-            self.stats.samples += t
-            self.stats.preds += 1
         if runs:
+            self._send_preds(pub, runs)
             self.stats.last_pub_ns = time.perf_counter_ns()
         if self.config.checkpoint_every:
             self._checkpoint(pub, runs)
+
+    def _pred_records(self, t: int, n: int, channels: int) -> np.ndarray:
+        """``n`` reusable pred frames of ``t`` rows (header + payload records, protocol layout);
+        safe to reuse because the sends copy them (``copy=True``)."""
+        key = (t, channels)
+        buf = self._pred_buffers.get(key)
+        if buf is None or len(buf) < n:
+            if len(self._pred_buffers) >= 256:
+                self._pred_buffers.clear()
+            buf = self._pred_buffers[key] = np.zeros(max(n, 16, 0 if buf is None else 2 * len(buf)),
+                                                     P.record_dtype(t, channels))
+            buf["magic"], buf["version"], buf["kind"], buf["channels"], buf["count"] = (
+                P.MAGIC, P.VERSION, int(P.Kind.PRED), channels, t)
+        return buf[:n]
+
+    def _send_preds(self, pub: zmq.Socket, runs: list[Run]) -> None:
+        """Every run's ``pred`` frame encoded into reusable record arrays, one per run length
+        (header fields and channels filled column-wise for all runs of that length), then sent in
+        the runs' order. ``latency_us`` is stamped per chunk of up to ``PRED_CHUNK`` frames, just
+        before the chunk is sent (docs/protocol.md)."""
+        r_max = self.backend.r_max_m
+        hybrid = self.config.hybrid
+        channels = P.PRED_CHANNELS + (len(P.PRED_OPTIONAL_CHANNEL_NAMES) if hybrid or self.backend.has_std else 0)
+        by_t: dict[int, list[int]] = {}
+        for i, run in enumerate(runs):
+            by_t.setdefault(run.y.shape[0], []).append(i)
+        place: list = [None] * len(runs)  # run -> (group, row, its frame's bytes)
+        groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (records, their data view, recv [n, t])
+        wall_ns = time.time_ns()
+        ages = []
+        for t, idx in by_t.items():
+            group = [runs[i] for i in idx]
+            n = len(group)
+            rec = self._pred_records(t, n, channels)
+            rec["epoch"] = np.fromiter((r.epoch for r in group), np.uint64, n)
+            rec["seq"] = np.fromiter((r.seq for r in group), np.uint64, n)
+            t0 = np.fromiter((r.t0_ns for r in group), np.int64, n)
+            period = np.fromiter((r.period_ns for r in group), np.int64, n)
+            rec["t0_ns"], rec["period_ns"] = t0, period
+            data = rec["data"]  # [n, t, channels] view
+            y = np.stack([r.y for r in group]) if n > 1 else group[0].y[None]
+            data[:, :, 0] = y
+            data[:, :, 1] = y * np.float32(r_max)
+            if channels > P.PRED_CHANNELS:  # see docs/protocol.md: 3 classical, 4 hybrid, 5-7 their σ
+                for k, r in enumerate(group):
+                    data[k, :, 5] = np.nan if r.y_std is None else r.y_std
+                if hybrid:
+                    for k, r in enumerate(group):
+                        est = self._hybrid(r)
+                        row = data[k]
+                        row[:, 3], row[:, 6], row[:, 4], row[:, 7] = est[:, 0], est[:, 1], est[:, 2], est[:, 3]
+                else:
+                    data[:, :, 3:5] = np.nan
+                    data[:, :, 6:8] = np.nan
+            raw = memoryview(rec.view(np.uint8))  # 1-D bytes of the n frames
+            size = rec.dtype.itemsize
+            gid = len(groups)
+            recv = (np.fromiter((r.recv_ns[0] for r in group), np.int64, n)[:, None] if t == 1
+                    else np.stack([r.recv_ns for r in group]))
+            groups.append((rec, data, recv))
+            for k, i in enumerate(idx):
+                place[i] = (gid, k, raw[k * size : (k + 1) * size])
+            ages.append((wall_ns - t0 - (t - 1) * period) * 1e-6)
+        topics = self._pred_topics
+        lat_window = self.stats.latencies_us
+        alerts = self.config.alert is not None and hybrid
+        send = pub.send
+        more = _SNDMORE
+        lats = []
+        for a in range(0, len(runs), PRED_CHUNK):
+            chunk = place[a : a + PRED_CHUNK]
+            now = time.perf_counter_ns()
+            spans: dict[int, list[int]] = {}  # group -> [first row, last row] in this chunk (contiguous)
+            for g, k, _ in chunk:
+                span = spans.get(g)
+                if span is None:
+                    spans[g] = [k, k]
+                else:
+                    span[1] = k
+            for g, (k0, k1) in spans.items():
+                _, data, recv = groups[g]
+                lat = (now - recv[k0 : k1 + 1]) * 1e-3
+                data[k0 : k1 + 1, :, 2] = lat
+                lats.append(lat.ravel() if lat.shape[1] < 64 else lat[:, :: max(1, lat.shape[1] // 64)].ravel())
+            for j, (g, k, raw) in enumerate(chunk):
+                run = runs[a + j]
+                if alerts:  # an alert goes out before the rows it is about
+                    self._send_events(pub, self._alert_events(run, groups[g][1][k], r_max))
+                tp = topics.get(run.sensor)
+                if tp is None:
+                    if len(topics) >= 65536:
+                        topics.clear()
+                    tp = topics[run.sensor] = P.topic(P.Kind.PRED, run.sensor)
+                send(tp, more, copy=True)
+                send(raw, 0, copy=True)
+        lat_window.extend((np.concatenate(lats) if len(lats) > 1 else lats[0]).tolist())
+        self.stats.sample_age_ms.extend(np.concatenate(ages).tolist())
+        self.stats.samples += sum(r.y.shape[0] for r in runs)
+        self.stats.preds += len(runs)
 
     # ------------------------------------------------------------ health
 
