@@ -62,3 +62,22 @@ def test_bad_settings_are_refused() -> None:
         AlertConfig(dmin_m=-5.0)
     with pytest.raises(ValueError, match="clear_confidence"):
         AlertConfig(dmin_m=50.0, confidence=0.4, clear_confidence=0.5)
+
+
+def test_alert_quality_bench_counts_consistently():
+    """bench quality's alert table: recall over near encounters, lead times only for alerted near
+    ones, false alarms = alerted far encounters + alerts on noise (a seeded held-out set)."""
+    from bench.alerts import alert_outcomes, alert_table
+    from bench.quality import held_out
+    from models.bundle import load_bundle
+    from streamer.sim.simulator import RadarConfig
+
+    bundle = load_bundle()
+    data = held_out(60, RadarConfig(dmin_range_norm=(0.02, 0.3)), 20_001)
+    o = alert_outcomes(bundle, data, threshold_m=150.0)
+    near, alerted, lead = o["near"], o["alerted"], o["lead_s"]
+    assert near.sum() > 5 and (near & alerted).sum() > 0
+    assert np.array_equal(np.isfinite(lead), near & alerted)
+    assert int(o["false_alarms"]) == int((alerted & ~near).sum()) + int(o["noise_alarms"])
+    table = alert_table(bundle, data, 150.0)
+    assert "recall" in table and "lead time" in table and "false alarms per hour" in table

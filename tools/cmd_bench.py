@@ -26,13 +26,19 @@ def cmd_bench_stream(args: argparse.Namespace) -> int:
     from bench.doc import command_line, machine_line, write_section
 
     res = stream.run(args.weights, quick=args.quick, backend=args.backend, progress=lambda m: print(m, flush=True))
+    ok, why = stream.may_write(res, args.force)
+    forced = why if args.force and "busy" in why else None
     md = stream.to_markdown(res, command_line(args.bench_prog, [("--quick", args.quick, False),
-                                                                ("--backend", args.backend, "onnx")]), machine_line())
+                                                                ("--backend", args.backend, "onnx"),
+                                                                ("--force", bool(forced), False)]),
+                            machine_line(), forced=forced)
     print(md)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({k: (v if k != "sockets" else [s.__dict__ for s in v]) for k, v in res.items()}, fh, indent=2)
-    write_section("stream-quick" if args.quick else "stream", md, args.doc, write=not args.no_write)
+    if not args.no_write:
+        print(why, flush=True)
+    write_section("stream-quick" if args.quick else "stream", md, args.doc, write=not args.no_write and ok)
     return 0
 
 
@@ -40,6 +46,7 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     import time
 
     from bench.doc import command_line, machine_line, weights_label, write_section
+    from bench.alerts import alert_table
     from bench.quality import HELD_OUT_SEED, evaluate_models, failure_table, held_out, mae_table
     from models.bundle import load_bundle
     from streamer.sim.simulator import MANOEUVRING, RadarConfig
@@ -54,14 +61,15 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
                                ("Manoeuvring passes (turning or accelerating)", MANOEUVRING, HELD_OUT_SEED + 1)):
         data = held_out(n, radar, seed)
         est = evaluate_models(bundle, data)
-        tables = mae_table(est, data) + "\n\n" + failure_table(est, data)
+        tables = mae_table(est, data) + "\n\n" + failure_table(est, data) + "\n\n" + alert_table(bundle, data, args.alert_dmin_m)
         print(f"\n{title}\n{tables}", flush=True)
         sections.append(f"### {title} ({len(data.encounters)} encounters, seed {seed})\n\n{tables}\n")
     cmd = command_line(args.bench_prog, [("--quick", args.quick, False), ("--encounters", args.encounters, None)])
     body = (
         f"## Model quality{' (quick)' if args.quick else ''}\n\n"
         f"MAE of Dmin in metres [95% bootstrap interval] per peak-SNR band, on held-out simulated encounters "
-        f"(default simulator settings, R_max 1000 m, 20 Hz; seeds never used in training). "
+        f"(default simulator settings, R_max 1000 m, 20 Hz; seeds never used in training), and the "
+        f"near-miss alerts `serve --alert-dmin-m {args.alert_dmin_m:g}` would raise on them (bench/alerts.py). "
         f"Weights: {weights_label(args.weights)}.\n\n"
         f"Command: `{cmd}` ({time.perf_counter() - t0:.0f} s; {machine_line()}).\n\n" + "\n".join(sections)
     )
@@ -138,9 +146,13 @@ def _common(p: argparse.ArgumentParser, prog: str, section: str) -> None:
 
 def _stream(p: argparse.ArgumentParser, prog: str) -> None:
     p.add_argument("--quick", action="store_true", help="CI-sized run (about 1 minute)")
-    p.add_argument("--backend", choices=["onnx", "torch"], default="onnx", help="backend of the service scenarios")
+    p.add_argument("--backend", choices=["onnx", "torch", "fused", "auto"], default="onnx",
+                   help="backend of the service scenarios")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: the shipped weights)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the raw figures as JSON")
+    p.add_argument("--force", action="store_true",
+                   help="write docs/benchmarks.md even when the machine is busy (1-minute load above 0.5 per core); "
+                        "the section then says the run was forced")
     _common(p, prog, "stream")
     p.set_defaults(func=cmd_bench_stream)
 
@@ -150,6 +162,8 @@ def _quality(p: argparse.ArgumentParser, prog: str) -> None:
     p.add_argument("--encounters", type=int, default=None, help="override the number of encounters")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: the shipped weights)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--alert-dmin-m", type=positive, default=100.0, metavar="M",
+                   help="near-miss threshold of the alert table (recall, false alarms, lead time; default 100)")
     _common(p, prog, "quality")
     p.set_defaults(func=cmd_bench_quality)
 
