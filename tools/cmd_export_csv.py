@@ -10,8 +10,16 @@ from tools.options import add_time_window, sensor_list
 def cmd_export_csv(args: argparse.Namespace) -> int:
     from streamer.recording.export import export_csv
 
+    import sys
+
     res = export_csv(args.file, args.out, start=args.start, end=args.end, sensors=sensor_list(args))
     print(f"wrote {res.rows} rows ({', '.join(res.columns)}) -> {res.path}")
+    damage = res.integrity.summary(args.file) if res.integrity is not None else None
+    if damage:
+        print(f"warning: {damage}", file=sys.stderr)
+    if res.undecodable:
+        print(f"warning: {res.undecodable} recorded samples message(s) did not decode and are not in the CSV",
+              file=sys.stderr)
     return 0
 
 

@@ -33,12 +33,17 @@ def cmd_record(args: argparse.Namespace) -> int:
             print(f"flushed: durable={stats.durable} received={stats.received} "
                   f"malformed={sum(stats.malformed.values())} gaps={stats.gaps}", flush=True)
 
-    recorder = Recorder(cfg, on_flush=flushed, on_ready=ready)
+    def rolled(done: str, nxt: str) -> None:
+        print(f"{done} is full (the most channels one MCAP file can hold); continuing in {nxt}", flush=True)
+
+    recorder = Recorder(cfg, on_flush=flushed, on_ready=ready, on_rollover=rolled)
     install_signal_stop(recorder.stop)
     recorder.run()
     st = recorder.stats
+    parts = f" (+ {len(st.parts) - 1} more part(s): {', '.join(st.parts[1:])})" if len(st.parts) > 1 else ""
     print(f"recorded {st.recorded} messages ({st.received} received, {sum(st.malformed.values())} malformed "
-          f"{dict(st.malformed) or ''}, {st.gaps} gaps = {st.gap_samples} missing samples) -> {cfg.out}", flush=True)
+          f"{dict(st.malformed) or ''}, {st.gaps} gaps = {st.gap_samples} missing samples) -> {cfg.out}{parts}",
+          flush=True)
     return 0
 
 

@@ -12,6 +12,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     report = scan(args.file)
     print(json.dumps(report.to_json(), indent=1) if args.json else report.format_text())
+    if report.damaged:
+        print(f"warning: {args.file}: {report.damage_text()}", file=sys.stderr)
     if not report.complete:
         print(f"warning: {args.file} is not finished ({report.problem}); "
               f"`radarstream recording repair {args.file} --out CLEAN.mcap` writes an indexed copy",
@@ -36,6 +38,8 @@ def cmd_repair(args: argparse.Namespace) -> int:
         print(f"source {args.file}: {state}; recovered {report.messages} messages, "
               f"{report.recovered_bytes} of {report.size} bytes")
         print(clean.format_text())
+    if report.damaged:
+        print(f"warning: {args.file}: {report.damage_text()}", file=sys.stderr)
     return 0
 
 

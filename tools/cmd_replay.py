@@ -17,13 +17,40 @@ def _speed(text: str) -> float:
         raise argparse.ArgumentTypeError("speed must be a positive number or 'max'") from None
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a finite number of seconds >= 0")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0 seconds")
+    return value
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     import threading
 
     import zmq
 
-    from streamer.recording.format import RecordingError, attach
-    from streamer.recording.replay import Replayer, publish_recording
+    from streamer.recording.format import RecordingError
+    from streamer.recording.replay import PeerWatch, Replayer, close_and_flush, publish_recording, replay_socket
     from tools.process import install_signal_stop
 
     replayer = Replayer(args.file, kinds=args.kinds, sensors=sensor_list(args), speed=args.speed, clock=args.clock,
@@ -31,10 +58,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not replayer.topics:
         raise RecordingError(f"nothing to replay: no {','.join(replayer.kinds)} channel for the selected sensors "
                              f"(recorded: {', '.join(replayer.recording.topics()) or 'none'})")
-    ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.XPUB)  # a PUB that also sees subscriptions: we can wait for a subscriber
-    sock.setsockopt(zmq.SNDHWM, args.sndhwm)
-    endpoint = attach(sock, args.pub, "bind")
+    ctx = zmq.Context()  # our own: terminating it is what flushes the queue before exit
+    try:
+        sock, endpoint = replay_socket(ctx, args.pub, sndhwm=args.sndhwm)
+    except BaseException:
+        ctx.term()
+        raise
+    peers = PeerWatch(sock)
     stop = threading.Event()
     install_signal_stop(stop.set)
     speed = "max" if replayer.speed == float("inf") else f"x{replayer.speed:g}"
@@ -45,11 +75,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
             sock.recv()
         else:
             print(f"warning: no subscriber after {args.wait:g} s; replaying anyway", file=sys.stderr)
-    stats = publish_recording(replayer, sock, stop)
+    stats = publish_recording(replayer, sock, stop, stall_timeout_s=args.stall_timeout, peers=peers)
     print(f"sent {stats.messages} messages ({stats.samples} samples) in {stats.seconds:.3f} s, "
-          f"{stats.passes} pass(es)", flush=True)
-    sock.close(linger=0 if stop.is_set() else 30_000)
-    return 0
+          f"{stats.passes} pass(es)" + (f", waited {stats.blocked_s:.3f} s for subscribers" if stats.blocked_s else ""),
+          flush=True)
+    rc = 0
+    damage = replayer.recording.integrity.summary(args.file)
+    if damage:
+        print(f"warning: {damage}", file=sys.stderr, flush=True)
+    if stats.stalled:
+        print(f"warning: not delivered: {stats.not_sent} message(s) never sent: the subscribers took nothing "
+              f"for {args.stall_timeout:g} s (--stall-timeout), replay stopped", file=sys.stderr, flush=True)
+        rc = 1
+    if stats.disconnects:
+        print(f"warning: not delivered: a subscriber disconnected {stats.disconnects} time(s) during the replay; "
+              f"what was queued for it then (up to {args.sndhwm} message(s) each time, --sndhwm) was lost and "
+              "shows downstream as sequence gaps", file=sys.stderr, flush=True)
+        rc = 1
+    peers.close()
+    linger = 0.0 if stop.is_set() else args.linger
+    flushed = close_and_flush(sock, ctx, linger)
+    if flushed:
+        print(f"delivered: the {stats.messages} sent message(s) were all written to the subscribers' "
+              "connections before exit", flush=True)
+    elif not stop.is_set():
+        print(f"warning: not delivered: the linger ({args.linger:g} s, --linger) ran out with messages still "
+              f"queued; ZeroMQ discarded up to {min(stats.messages, args.sndhwm)} of the last sent message(s)",
+              file=sys.stderr, flush=True)
+        rc = 1
+    return rc
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,6 +122,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="pace on receive times (log) or on the samples' own timestamps (sample)")
     rp.add_argument("--wait", type=float, default=2.0, metavar="S",
                     help="wait up to S seconds for a first subscriber before sending (default 2; 0: no wait)")
-    rp.add_argument("--sndhwm", type=int, default=1_000_000, metavar="N",
-                    help="send queue in messages before ZeroMQ drops for a slow subscriber (default 1000000)")
+    rp.add_argument("--sndhwm", type=_count, default=10_000, metavar="N",
+                    help="messages queued per subscriber; when a subscriber's queue is full the replay waits "
+                         "for it (back-pressure, nothing is dropped) (default 10000)")
+    rp.add_argument("--stall-timeout", type=_positive_seconds, default=30.0, metavar="S",
+                    help="stop, and report what was not sent, when the subscribers take nothing for S seconds "
+                         "(default 30)")
+    rp.add_argument("--linger", type=_seconds, default=30.0, metavar="S",
+                    help="at the end, wait up to S seconds for the queued messages to be sent before exiting; "
+                         "what is still queued then is reported as not delivered (default 30)")
     rp.set_defaults(func=cmd_replay)

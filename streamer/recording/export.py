@@ -18,6 +18,7 @@ import numpy as np
 from streamer.recording.csv_schema import open_table
 from streamer.recording.replay import Recording
 from streamer.wire import protocol as P
+from streamer.recording.integrity import Integrity
 
 __all__ = ["ExportResult", "export_csv", "BASE_COLUMNS", "PRED_COLUMNS", "TRUTH_COLUMNS"]
 
@@ -33,6 +34,10 @@ class ExportResult:
     path: Path
     rows: int
     columns: tuple[str, ...]
+    integrity: Integrity | None = None
+    """What the chunk CRC checks found (damaged chunks, messages recovered from them and lost)."""
+    undecodable: int = 0
+    """Recorded samples messages that did not decode (not exported; counted, never silent)."""
 
 
 class _PredTable:
@@ -82,10 +87,12 @@ def export_csv(
     columns = BASE_COLUMNS + (PRED_COLUMNS if pred_topics else ()) + (TRUTH_COLUMNS if has_truth else ())
     rows = 0
     out = Path(out)
+    undecodable = 0
     with open_table(out, columns) as table:
         for r in rec.iter_recorded(sample_topics, start_ns, end_ns):
             m = r.message
             if isinstance(m, P.DecodeError):
+                undecodable += 1
                 continue
             b = m.block
             data = np.asarray(b.data)
@@ -105,4 +112,4 @@ def export_csv(
                          else np.full((b.count, len(TRUTH_COLUMNS)), np.nan))
                 block.update(zip(TRUTH_COLUMNS, truth.T))
             rows += table.write(block)
-    return ExportResult(out, rows, tuple(columns))
+    return ExportResult(out, rows, tuple(columns), rec.integrity, undecodable)

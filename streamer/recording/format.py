@@ -28,6 +28,7 @@ __all__ = [
     "GAP_KINDS",
     "META_RECORDING",
     "META_STATS",
+    "CHUNK_SIZE",
     "RecordingError",
     "pack_frames",
     "unpack_frames",
@@ -51,6 +52,14 @@ META_RECORDING: Final = "radarstream.recording"
 """MCAP metadata record written at the start: who recorded what, and the framing."""
 META_STATS: Final = "radarstream.recorder_stats"
 """MCAP metadata record written when the recorder stops cleanly: its counters."""
+CHUNK_SIZE: Final = 1 << 14
+"""Uncompressed bytes after which files written in one go (``simulate --out``, ``recording
+repair``) close a chunk. A damaged chunk (one flipped bit) costs at most its own messages, and with
+zstd a corrupt compressed block usually costs the whole chunk (one block up to 128 KiB): so this
+bound is what one bit can cost (~100 one-sample messages with truth). Against 1 MiB chunks it
+costs 3 % in file size (4 sensors, 600 s simulated: 784,159 against 760,070 bytes; 64 KiB: 758,792
+but ~400 messages a bit)."""
+
 
 _U32: Final = struct.Struct("<I")
 _HEADER_FIELDS: Final = struct.Struct("<4sHBBQQqQIHH")

@@ -36,6 +36,11 @@ __all__ = [
     "Replayer",
     "ReplayStats",
     "publish_recording",
+    "replay_socket",
+    "close_and_flush",
+    "PeerWatch",
+    "DEFAULT_SNDHWM",
+    "DEFAULT_STALL_TIMEOUT_S",
     "ReplayController",
     "open_controller",
     "parse_speed",
@@ -135,11 +140,21 @@ class SeekResult:
 @dataclass(frozen=True)
 class ReplayStats:
     messages: int
+    """Messages handed to the socket (sent)."""
     samples: int
     seconds: float
     passes: int
     cpu_s: float = 0.0
     """CPU time of the publishing thread."""
+    not_sent: int = 0
+    """Selected messages never handed to the socket because the subscribers stopped taking them
+    for ``stall_timeout_s`` (the replay then stops); without ``loop``, counted to the end."""
+    stalled: bool = False
+    """The replay stopped because no message could be sent for ``stall_timeout_s``."""
+    blocked_s: float = 0.0
+    """Time spent waiting for a subscriber to take messages (back-pressure)."""
+    disconnects: int = 0
+    """Subscriber disconnections seen while sending (``peers``): each lost what was queued for it."""
 
 
 class Replayer:
@@ -415,6 +430,81 @@ class Replayer:
         return items, late
 
 
+DEFAULT_SNDHWM = 10_000
+"""Messages queued per subscriber before the replay waits (back-pressure, see :func:`replay_socket`)."""
+DEFAULT_STALL_TIMEOUT_S = 30.0
+"""A replay whose subscribers take nothing for this long stops and reports what it did not send."""
+_SEND_POLL_MS = 100
+
+
+def replay_socket(context: Any, endpoint: str, *, sndhwm: int = DEFAULT_SNDHWM) -> tuple[Any, str]:
+    """The replay's XPUB socket, lossless: ``(socket, attached endpoint)``.
+
+    A plain PUB drops whatever does not fit in a subscriber's queue, silently: at ``--speed max``
+    that was half of a large replay into ``serve``. With ``ZMQ_XPUB_NODROP`` a send that would
+    overflow a subscriber's ``SNDHWM`` queue waits instead (the subscriber's own receive queue and
+    TCP window propagate its pace back to here), so the replay goes as fast as the slowest
+    subscriber takes messages and loses none. The send timeout only lets :func:`publish_recording`
+    look at its stop flag and its stall clock while it waits."""
+    import zmq
+
+    from streamer.recording.format import attach
+
+    if sndhwm < 1:
+        raise ValueError("sndhwm must be >= 1 (0 would queue without bound)")
+    sock = context.socket(zmq.XPUB)  # a PUB that also sees subscriptions: we can wait for a subscriber
+    sock.setsockopt(zmq.SNDHWM, sndhwm)
+    sock.setsockopt(zmq.XPUB_NODROP, 1)
+    sock.setsockopt(zmq.SNDTIMEO, _SEND_POLL_MS)
+    try:
+        endpoint = attach(sock, endpoint, "bind")
+    except BaseException:
+        sock.close(0)
+        raise
+    return sock, endpoint
+
+
+class PeerWatch:
+    """Connections and disconnections of the replay socket's subscribers (a ZeroMQ socket monitor).
+
+    A subscriber that disconnects while messages are queued for it loses them: ZeroMQ drops its
+    queue with the connection and says nothing to the sender. ``publish_recording`` counts these
+    disconnections, so the replay can say that (and when) messages were lost."""
+
+    def __init__(self, sock: Any):
+        import zmq
+
+        self._sock = sock
+        self._mon = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self.connects = 0
+        self.disconnects = 0
+
+    def poll(self) -> int:
+        """Read the pending events; returns the disconnections counted so far."""
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        if self._mon is None:
+            return self.disconnects
+        while self._mon.poll(0):
+            try:
+                ev = recv_monitor_message(self._mon, zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if ev["event"] == zmq.EVENT_DISCONNECTED:
+                self.disconnects += 1
+            else:
+                self.connects += 1
+        return self.disconnects
+
+    def close(self) -> None:
+        if self._mon is not None:
+            self.poll()
+            self._sock.disable_monitor()
+            self._mon.close(0)
+            self._mon = None
+
+
 def publish_recording(
     replayer: Replayer,
     sock: Any,
@@ -422,26 +512,81 @@ def publish_recording(
     *,
     batch: int = 4096,
     on_batch: Callable[[list[Recorded]], None] | None = None,
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+    peers: PeerWatch | None = None,
 ) -> ReplayStats:
-    """Send the replayer's messages on a PUB/XPUB socket until the end (or ``stop``)."""
+    """Send the replayer's messages on a PUB/XPUB socket until the end (or ``stop``).
+
+    On a :func:`replay_socket` (``XPUB_NODROP``, a send timeout) a full subscriber queue makes the
+    send wait: the replay follows the subscribers' pace instead of dropping. If nothing can be sent
+    for ``stall_timeout_s`` the replay stops; ``not_sent`` then counts the selected messages it
+    did not send (to the end of the pass). A socket without a send timeout blocks (or, a lossy PUB,
+    drops) as configured. With ``peers``, ``disconnects`` counts the subscribers' disconnections
+    while sending (each one lost what was queued for it)."""
+    import zmq
+
     stop = stop or threading.Event()
     messages = samples = 0
+    blocked = 0.0
+    stalled = False
     t0 = time.perf_counter()
     cpu0 = time.thread_time()
     send = sock.send_multipart
-    while not stop.is_set():
+    leftover: list[Recorded] = []
+    while not stop.is_set() and not stalled:
         out = replayer.next_batch(batch, wait_s=0.1)
         if out is None:
             break
-        for rec in out:
+        sent_here = 0
+        for i, rec in enumerate(out):
             frames = rec.frames
-            send(frames)
+            try:
+                send(frames)
+            except zmq.Again:  # a subscriber's queue is full: wait for it (never drop)
+                waited = time.monotonic()
+                ok = False
+                while not stop.is_set() and time.monotonic() - waited < stall_timeout_s:
+                    try:
+                        send(frames)  # waits up to the socket's send timeout
+                        ok = True
+                        break
+                    except zmq.Again:
+                        pass
+                blocked += time.monotonic() - waited
+                if not ok:
+                    stalled = not stop.is_set()
+                    leftover = out[i:]
+                    break
+            sent_here += 1
             if len(frames[1]) >= P.HEADER_SIZE:
                 samples += _COUNT.unpack_from(frames[1], 40)[0]
-        messages += len(out)
-        if on_batch is not None and out:
-            on_batch(out)
-    return ReplayStats(messages, samples, time.perf_counter() - t0, replayer.passes, time.thread_time() - cpu0)
+        messages += sent_here
+        if on_batch is not None and sent_here:
+            on_batch(out[:sent_here])
+        if peers is not None:
+            peers.poll()
+    not_sent = 0
+    if stalled:
+        not_sent = len(leftover)
+        if not replayer.loop:  # count the rest of the selection: what the receiver never got
+            replayer.set_speed("max")
+            while (rest := replayer.next_batch(1 << 16, wait_s=0.0)) is not None:
+                not_sent += len(rest)
+    disconnects = peers.poll() if peers is not None else 0
+    return ReplayStats(messages, samples, time.perf_counter() - t0, replayer.passes, time.thread_time() - cpu0,
+                       not_sent, stalled, blocked, disconnects)
+
+
+def close_and_flush(sock: Any, context: Any, linger_s: float) -> bool:
+    """Close ``sock`` with a linger of ``linger_s`` and terminate ``context``, which is what makes
+    ZeroMQ send what is still queued before the process exits (a process that only closes its
+    socket and exits loses the queue). True when everything queued was written to the transport
+    before the linger ran out; False when the linger expired and ZeroMQ discarded the rest."""
+    linger_ms = max(0, int(linger_s * 1000))
+    sock.close(linger=linger_ms)
+    t0 = time.monotonic()
+    context.term()  # returns as soon as every socket's queue is flushed, or at the linger's end
+    return linger_ms > 0 and time.monotonic() - t0 < linger_ms / 1000 * 0.999
 
 
 class ReplayController:

@@ -27,7 +27,8 @@ from mcap.stream_reader import breakup_chunk
 from mcap.writer import Writer
 
 from streamer.wire import protocol as P
-from streamer.recording.format import GAP_KINDS, RecordingError, block_header, parse_topic, unpack_frames
+from streamer.recording.format import CHUNK_SIZE, GAP_KINDS, RecordingError, block_header, parse_topic, unpack_frames
+from streamer.recording.integrity import OP_MESSAGE, OP_SCHEMA, DamagedChunk, check, decompress, salvage
 
 __all__ = ["ChannelReport", "FileReport", "scan", "repair", "is_complete", "recorded_record_gaps", "MAX_LISTED_GAPS"]
 
@@ -112,7 +113,27 @@ class FileReport:
     messages: int = 0
     chunks: int = 0
     bad_chunks: int = 0
+    """Damaged chunks (CRC mismatch or corrupt compression), recovered message by message."""
     orphan_messages: int = 0
+    damaged: list[DamagedChunk] = field(default_factory=list)
+    """One entry per damaged chunk: where, why, messages recovered and lost."""
+
+    @property
+    def recovered_from_damaged(self) -> int:
+        return sum(d.recovered for d in self.damaged)
+
+    @property
+    def lost_in_damaged(self) -> int:
+        return sum(d.lost or 0 for d in self.damaged)
+
+    def damage_text(self) -> str | None:
+        """One line on the damaged chunks, or None."""
+        if not self.damaged:
+            return None
+        unknown = "+" if any(d.lost is None for d in self.damaged) else ""
+        return (f"{self.bad_chunks} damaged chunk(s) (CRC mismatch or corrupt compression): "
+                f"{self.recovered_from_damaged} message(s) recovered from them (payload unverified), "
+                f"{self.lost_in_damaged}{unknown} lost; first: {self.damaged[0].text()}")
 
     @property
     def start_ns(self) -> int | None:
@@ -130,6 +151,8 @@ class FileReport:
             "recovered_bytes": self.recovered_bytes, "problem": self.problem, "profile": self.profile,
             "library": self.library, "metadata": self.metadata, "messages": self.messages,
             "chunks": self.chunks, "bad_chunks": self.bad_chunks, "orphan_messages": self.orphan_messages,
+            "recovered_from_damaged": self.recovered_from_damaged, "lost_in_damaged": self.lost_in_damaged,
+            "damaged": [d.__dict__.copy() for d in self.damaged],
             "start_ns": self.start_ns, "end_ns": self.end_ns,
             "channels": {t: c.to_json() for t, c in sorted(self.channels.items())},
         }
@@ -150,7 +173,9 @@ class FileReport:
         if self.start_ns is not None and self.end_ns is not None:
             lines.append(f"time: {self.start_ns} .. {self.end_ns} ns ({(self.end_ns - self.start_ns) / 1e9:.3f} s)")
         lines.append(f"messages: {self.messages} in {len(self.channels)} channel(s), {self.chunks} chunk(s)"
-                     + (f", {self.bad_chunks} corrupt chunk(s) skipped" if self.bad_chunks else "")
+                     + (f", {self.bad_chunks} damaged chunk(s): {self.recovered_from_damaged} message(s) "
+                        f"recovered from them, {self.lost_in_damaged}"
+                        f"{'+' if any(d.lost is None for d in self.damaged) else ''} lost" if self.bad_chunks else "")
                      + (f", {self.orphan_messages} message(s) without channel" if self.orphan_messages else ""))
         head = f"{'channel':<32} {'messages':>9} {'rows':>10} {'first_seq':>12} {'last_seq':>12}  gaps"
         lines.append(head)
@@ -211,6 +236,7 @@ def scan(path: str | Path, sink: Sink | None = None) -> FileReport:
         channels: dict[int, Channel] = {}
         pos = 8
         first = True
+        damaged: _Damaged | None = None
         while True:
             raw = f.read(9)
             if not raw:
@@ -227,11 +253,19 @@ def scan(path: str | Path, sink: Sink | None = None) -> FileReport:
             body = f.read(length)
             if first and opcode != Opcode.HEADER:
                 raise RecordingError(f"{path}: corrupt MCAP file: first record is opcode 0x{opcode:02x}, not a header")
+            if damaged is not None:
+                if opcode == Opcode.MESSAGE_INDEX:  # the damaged chunk's index: where its messages were
+                    _index_entries(body, damaged.index)
+                    pos += 9 + length
+                    report.recovered_bytes = pos
+                    continue
+                _salvage(damaged, report, schemas, channels, sink)
+                damaged = None
             try:
                 _handle(opcode, body, report, schemas, channels, sink)
-            except _Skip as exc:  # a whole, CRC-failing chunk: skip it, keep going
-                report.bad_chunks += 1
-                report.problem = f"corrupt chunk at byte {pos} skipped ({exc})"
+            except _Damaged as exc:  # CRC or decompression failure: recover it message by message
+                damaged = exc
+                damaged.offset = pos
             except Exception as exc:  # noqa: BLE001 - any parse error ends the readable part
                 if first:
                     raise RecordingError(f"{path}: corrupt MCAP header record: {exc}") from None
@@ -243,6 +277,8 @@ def scan(path: str | Path, sink: Sink | None = None) -> FileReport:
             if opcode == Opcode.DATA_END:
                 report.data_end = True
                 break
+        if damaged is not None:
+            _salvage(damaged, report, schemas, channels, sink)
         if first:
             raise RecordingError(f"{path}: truncated: {size} bytes, no complete MCAP header record")
     report.complete = report.data_end and is_complete(path)
@@ -250,14 +286,74 @@ def scan(path: str | Path, sink: Sink | None = None) -> FileReport:
         raise RecordingError(f"{path}: truncated ({size} bytes): no complete chunk, nothing to recover"
                              + (f" ({report.problem})" if report.problem else ""))
     if report.complete:
-        report.problem = f"{report.bad_chunks} corrupt chunk(s) skipped" if report.bad_chunks else None
+        report.problem = report.damage_text()
     elif report.data_end:
         report.problem = "data complete but the summary/footer is damaged"
     return report
 
 
-class _Skip(Exception):
-    pass
+class _Damaged(Exception):
+    """A chunk whose CRC or decompression failed: what is needed to recover it."""
+
+    def __init__(self, chunk: Chunk, records: bytes, problem: str):
+        super().__init__(problem)
+        self.chunk, self.records, self.problem = chunk, records, problem
+        self.offset = 0
+        self.index: dict[int, tuple[int, int]] = {}
+
+
+def _index_entries(body: bytes, out: dict[int, tuple[int, int]]) -> None:
+    """Add a MessageIndex record's (offset -> (channel, log time)) entries to ``out``."""
+    try:
+        cid, n = struct.unpack_from("<HI", body, 0)
+        if n % 16 or 6 + n > len(body):
+            return
+        for k in range(6, 6 + n, 16):
+            log_time, offset = struct.unpack_from("<QQ", body, k)
+            out[offset] = (cid, log_time)
+    except struct.error:
+        return
+
+
+def _salvage(d: _Damaged, report: FileReport, schemas: dict[int, Schema], channels: dict[int, Channel],
+             sink: Sink | None) -> None:
+    """Keep the plausible records of a damaged chunk (streamer.recording.integrity), in order."""
+    from streamer.recording.reader import plausible_message
+
+    chunk = d.chunk
+
+    def message_ok(cid: int, log_time: int, pub: int, data: bytes) -> bool:
+        ch = channels.get(cid)
+        if ch is None or not chunk.message_start_time <= log_time <= chunk.message_end_time:
+            return False
+        return plausible_message(ch.topic, pub, data)
+
+    def other(op: int, body: bytes) -> None:  # a schema or channel inside the chunk: register it now
+        try:
+            stream = ReadDataStream(io.BytesIO(body))
+            rec = Schema.read(stream) if op == OP_SCHEMA else Channel.read(stream)
+        except Exception:  # noqa: BLE001 - damaged beyond parsing: its messages become orphans
+            return
+        if isinstance(rec, Channel) and parse_topic(rec.topic) is None:
+            return
+        _record(rec, report, schemas, channels, sink)
+
+    index = d.index or None
+    kept, _n = salvage(d.records, index, message_ok, other)
+    kept_msgs = 0
+    for op, _pos, body in kept:
+        if op != OP_MESSAGE:
+            continue
+        try:
+            rec = Message.read(ReadDataStream(io.BytesIO(body)), len(body))
+        except Exception:  # noqa: BLE001
+            continue
+        kept_msgs += 1
+        _record(rec, report, schemas, channels, sink)
+    expected = len(index) if index is not None else None
+    report.bad_chunks += 1
+    report.damaged.append(DamagedChunk(d.offset, d.problem, expected, kept_msgs,
+                                       None if expected is None else max(0, expected - kept_msgs)))
 
 
 def _handle(opcode: int, body: bytes, report: FileReport, schemas: dict[int, Schema],
@@ -270,12 +366,15 @@ def _handle(opcode: int, body: bytes, report: FileReport, schemas: dict[int, Sch
             sink(header)
     elif opcode == Opcode.CHUNK:
         chunk = Chunk.read(stream)
-        try:
-            records = breakup_chunk(chunk, validate_crc=True)
-        except Exception as exc:  # noqa: BLE001 - CRC or decompression failure of a whole chunk
-            raise _Skip(str(exc)) from None
         report.chunks += 1
-        for rec in records:
+        raw, problem = decompress(chunk.compression, chunk.data, chunk.uncompressed_size)
+        if problem is None:
+            problem = check(raw, chunk.uncompressed_crc, chunk.uncompressed_size)
+        if problem is not None:  # recovered message by message once its index has been read
+            raise _Damaged(chunk, raw, problem)
+        plain = Chunk(compression="", data=raw, message_end_time=chunk.message_end_time,
+                      message_start_time=chunk.message_start_time, uncompressed_crc=0, uncompressed_size=len(raw))
+        for rec in breakup_chunk(plain, validate_crc=False):
             _record(rec, report, schemas, channels, sink)
     elif opcode in (Opcode.SCHEMA, Opcode.CHANNEL, Opcode.MESSAGE, Opcode.METADATA):
         rec = {Opcode.SCHEMA: lambda: Schema.read(stream), Opcode.CHANNEL: lambda: Channel.read(stream),
@@ -329,7 +428,7 @@ def _account(c: ChannelReport, msg: Message) -> None:
 # --------------------------------------------------------------------------- repair
 
 
-def repair(src: str | Path, dst: str | Path, *, chunk_size: int = 1 << 20) -> FileReport:
+def repair(src: str | Path, dst: str | Path, *, chunk_size: int = CHUNK_SIZE) -> FileReport:
     """Copy every recoverable record of ``src`` into a clean, indexed ``dst``.
 
     Messages keep their channel, schema, log/publish time, sequence and bytes; channel and schema

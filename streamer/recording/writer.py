@@ -33,7 +33,9 @@ from mcap.writer import CompressionType, Writer
 from streamer.wire import protocol as P
 from streamer.sim.publisher import FeedConfig, SimulatedFeed
 from streamer.recording.format import (
+    CHUNK_SIZE,
     DEFAULT_KINDS,
+    RecordingError,
     ENCODING,
     GAP_KINDS,
     LIBRARY,
@@ -54,6 +56,9 @@ __all__ = [
     "SimulateFileResult",
     "simulate_to_file",
     "COMPRESSIONS",
+    "MAX_CHANNELS",
+    "ChannelLimitError",
+    "part_path",
 ]
 
 log = logging.getLogger("radarstream.record")
@@ -66,6 +71,25 @@ COMPRESSIONS: Mapping[str, CompressionType] = MappingProxyType({
     "lz4": CompressionType.LZ4,
     "none": CompressionType.NONE,
 })
+
+MAX_CHANNELS = 65_535
+"""Channels one MCAP file can hold: channel ids are u16 and the writer numbers them from 1. With
+``samples``, ``pred`` and ``event`` per sensor that is 21,845 sensors; the recorder rolls over to
+a new file before the limit (docs/recording.md §1, "Parts")."""
+
+
+class ChannelLimitError(RecordingError):
+    """A new channel would exceed the file's channel limit (:data:`MAX_CHANNELS`)."""
+
+
+def part_path(out: str | Path, part: int) -> Path:
+    """File of part ``part`` (1-based) of a recording written to ``out``: part 1 is ``out``
+    itself, then ``run.2.mcap``, ``run.3.mcap``, ... next to it."""
+    out = Path(out)
+    if part <= 1:
+        return out
+    return out.with_name(f"{out.stem}.{part}{out.suffix}") if out.suffix else out.with_name(f"{out.name}.{part}")
+
 
 def _str_map(values: Mapping[str, Any]) -> dict[str, str]:
     """MCAP metadata is str -> str: keep strings, JSON-encode the rest."""
@@ -87,9 +111,13 @@ class RecordingWriter:
         compression: str = "zstd",
         metadata: Mapping[str, Any] | None = None,
         fast: bool = True,
+        max_channels: int = MAX_CHANNELS,
     ):
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {sorted(COMPRESSIONS)}")
+        if not 1 <= max_channels <= MAX_CHANNELS:
+            raise ValueError(f"max_channels must be in 1..{MAX_CHANNELS} (MCAP channel ids are u16)")
+        self.max_channels = max_channels
         self.path = Path(path)
         self._file: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - owned until close()
         self._writer = Writer(self._file, chunk_size=chunk_size, compression=COMPRESSIONS[compression])
@@ -112,6 +140,10 @@ class RecordingWriter:
         topic = f"{kind}/{sensor}"
         cid = self._channels.get(topic)
         if cid is None:
+            if len(self._channels) >= self.max_channels:
+                raise ChannelLimitError(
+                    f"{self.path}: cannot add channel {topic!r}: the file holds {len(self._channels)} channels, "
+                    f"the most one MCAP file can (channel ids are 16-bit); the recorder rolls over to a new file")
             sid = self._schemas.get(kind)
             if sid is None:
                 sid = self._schemas[kind] = self._writer.register_schema(
@@ -123,6 +155,14 @@ class RecordingWriter:
     @property
     def topics(self) -> list[str]:
         return list(self._channels)
+
+    def has_channel(self, kind: str, sensor: str) -> bool:
+        return f"{kind}/{sensor}" in self._channels
+
+    @property
+    def channels_left(self) -> int:
+        """New channels this file can still take (see :data:`MAX_CHANNELS`)."""
+        return self.max_channels - len(self._channels)
 
     # ------------------------------------------------------------ writing
 
@@ -267,11 +307,16 @@ class RecorderConfig:
     check_every: int = 256
     """Messages between two looks at the flush clock while draining (bounds the loss window)."""
     fsync: bool = True
+    max_channels: int = MAX_CHANNELS
+    """Channels per file; a topic that would exceed it finishes the file and continues in the next
+    part (:func:`part_path`: ``run.mcap``, ``run.2.mcap``, ...). MCAP's own limit is the default."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", parse_kinds(self.kinds))
         if self.flush_interval_s <= 0:
             raise ValueError("flush_interval_s must be > 0")
+        if not 2 <= self.max_channels <= MAX_CHANNELS:
+            raise ValueError(f"max_channels must be in 2..{MAX_CHANNELS}")
 
 
 @dataclass
@@ -294,13 +339,15 @@ class RecorderStats:
     restarts: int = 0
     cpu_s: float = 0.0
     """CPU time of the recording thread (benchmarks: capacity = samples / cpu_s)."""
+    parts: list[str] = field(default_factory=list)
+    """The files written, in order: ``config.out``, then one per rollover (channel limit)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "started_ns": self.started_ns, "stopped_ns": time.time_ns(), "received": self.received,
             "recorded": self.recorded, "flushes": self.flushes, "malformed": dict(self.malformed),
             "gaps": self.gaps, "gap_samples": self.gap_samples, "restarts": self.restarts,
-            "cpu_s": round(self.cpu_s, 3), "messages": dict(self.messages),
+            "cpu_s": round(self.cpu_s, 3), "messages": dict(self.messages), "parts": len(self.parts) or 1,
         }
 
 
@@ -318,8 +365,13 @@ class Recorder:
         context: zmq.Context | None = None,
         on_flush: Callable[[RecorderStats], None] | None = None,
         on_ready: Callable[[Recorder], None] | None = None,
+        on_rollover: Callable[[str, str], None] | None = None,
     ):
         self.config = config
+        self.on_rollover = on_rollover
+        """Called with (finished file, next file) at each rollover (channel limit)."""
+        self._writer: RecordingWriter | None = None
+        self._generation = 0
         self.ctx = context or zmq.Context.instance()
         self.on_flush = on_flush
         self.on_ready = on_ready
@@ -357,14 +409,29 @@ class Recorder:
         self.feed_endpoints = [attach(sub, f, "connect") for f in cfg.feeds]
         return sub
 
-    def run(self) -> None:
+    def _meta(self, part: int) -> dict[str, Any]:
         cfg = self.config
-        sub = self._open()
         meta = {"feeds": self.feed_endpoints, "kinds": list(cfg.kinds), "flush_interval_s": cfg.flush_interval_s,
                 "started_ns": self.stats.started_ns, "source": "recorder",
                 "framing": "u32le-length-prefixed frames 1..n; topic = channel topic"}
+        if part > 1:  # a rollover: say where this part sits in the recording
+            meta.update(part=part, first_part=str(cfg.out), previous_part=str(part_path(cfg.out, part - 1)),
+                        max_channels=cfg.max_channels)
+        return meta
+
+    def _new_writer(self, part: int) -> RecordingWriter:
+        cfg = self.config
+        path = part_path(cfg.out, part)
+        writer = RecordingWriter(path, chunk_size=cfg.chunk_size, compression=cfg.compression,
+                                 metadata=self._meta(part), max_channels=cfg.max_channels)
+        self.stats.parts.append(str(path))
+        return writer
+
+    def run(self) -> None:
+        cfg = self.config
+        sub = self._open()
         try:
-            writer = RecordingWriter(cfg.out, chunk_size=cfg.chunk_size, compression=cfg.compression, metadata=meta)
+            self._writer = self._new_writer(1)
         except BaseException:
             sub.close(0)
             self.ready.set()
@@ -380,23 +447,58 @@ class Recorder:
             while not self._stop.is_set():
                 wait = max(0.0, min(next_flush - time.monotonic(), 0.1))
                 if sub.poll(int(wait * 1000)):
-                    self._drain(sub, writer, next_flush)
+                    self._drain(sub, next_flush)
                 now = time.monotonic()
                 if now >= next_flush:
-                    self._flush(writer)
+                    self._flush(self._writer)
                     next_flush = now + interval
         finally:
             sub.close(0)
             self.stats.cpu_s = time.thread_time() - cpu0
+            writer = self._writer
             try:
-                writer.close(self.stats.as_dict())
+                writer.close(self._part_stats())
             except OSError as exc:
-                log.error("could not finish %s: %s (run `radarstream recording repair`)", cfg.out, exc)
+                log.error("could not finish %s: %s (run `radarstream recording repair`)", writer.path, exc)
                 raise
             self.stats.durable = self.stats.recorded
             log.info("stopped: %d messages recorded, %d malformed, %d gaps (%d samples) -> %s",
                      self.stats.recorded, sum(self.stats.malformed.values()), self.stats.gaps,
-                     self.stats.gap_samples, cfg.out)
+                     self.stats.gap_samples, ", ".join(self.stats.parts))
+
+    def _part_stats(self, next_part: str | None = None) -> dict[str, Any]:
+        d = self.stats.as_dict()
+        d["part"] = len(self.stats.parts)
+        d["part_messages"] = self._writer.messages
+        if next_part is not None:
+            d["next_part"] = next_part
+        return d
+
+    def _rollover(self) -> None:
+        """Finish the current file (summary, footer, fsync) and continue in the next part: the
+        current one has no room for another channel. Sequence state carries over, so the next
+        part shows no false gap or restart."""
+        old = self._writer
+        part = len(self.stats.parts) + 1
+        nxt = part_path(self.config.out, part)
+        old.close(self._part_stats(str(nxt)))
+        self.stats.durable = self.stats.recorded
+        self._topics.clear()  # channel ids are per file
+        self._writer = self._new_writer(part)
+        self._generation += 1
+        log.warning("%s holds %d channels (the most one MCAP file can hold is %d): continuing in %s",
+                    old.path, len(old.topics), MAX_CHANNELS, nxt)
+        if self.on_rollover is not None:
+            self.on_rollover(str(old.path), str(nxt))
+
+    def _topic(self, frame0: bytes, kind: str, sensor: str) -> _Topic:
+        """The cached channel of a topic frame, registered (rolling over first if the file is full)."""
+        w = self._writer
+        if not w.has_channel(kind, sensor) and w.channels_left < 1:
+            self._rollover()
+            w = self._writer
+        t = self._topics[frame0] = _Topic(kind, sensor, frame0.decode("ascii"), w.channel(kind, sensor))
+        return t
 
     def _flush(self, writer: RecordingWriter) -> None:
         if writer.flush(self.config.fsync):
@@ -407,11 +509,12 @@ class Recorder:
 
     # ------------------------------------------------------------ hot path
 
-    def _drain(self, sub: zmq.Socket, writer: RecordingWriter, next_flush: float) -> None:
+    def _drain(self, sub: zmq.Socket, next_flush: float) -> None:
         cfg, st = self.config, self.stats
         topics = self._topics
         recv, noblock, decode, time_ns = sub.recv_multipart, int(zmq.NOBLOCK), self._decoder.decode, time.time_ns
         messages, samples = st.messages, st.samples
+        writer = self._writer
         n = 0
         while True:
             try:
@@ -426,11 +529,15 @@ class Recorder:
             else:
                 t = topics.get(frames[0])
                 if t is None:
-                    t = topics[frames[0]] = _Topic(msg.kind.word, msg.sensor, frames[0].decode("ascii"),
-                                                   writer.channel(msg.kind.word, msg.sensor))
+                    t = self._topic(frames[0], msg.kind.word, msg.sensor)
+                    writer = self._writer  # a rollover replaced it
                 block = msg.block
                 if t.kind in GAP_KINDS and block.count:
-                    self._continuity(writer, t.kind, t.sensor, block, recv_ns)
+                    generation = self._generation
+                    self._continuity(t.kind, t.sensor, block, recv_ns)
+                    if generation != self._generation:  # the event's channel rolled the file over
+                        t = self._topic(frames[0], t.kind, t.sensor)
+                        writer = self._writer
                 writer.write_to(t.channel, frames[1:], recv_ns, block.t0_ns)
                 st.recorded += 1
                 messages[t.topic] += 1
@@ -439,7 +546,7 @@ class Recorder:
             if n % cfg.check_every == 0 and (self._stop.is_set() or time.monotonic() >= next_flush):
                 return  # let the loop flush: the loss bound must not wait for a quiet moment
 
-    def _continuity(self, writer: RecordingWriter, kind: str, sensor: str, block: P.Block, recv_ns: int) -> None:
+    def _continuity(self, kind: str, sensor: str, block: P.Block, recv_ns: int) -> None:
         key = (kind, sensor)
         state, missing = P.continuity(self._expected.get(key), block)
         self._expected[key] = (block.epoch, block.seq + block.count)
@@ -455,7 +562,11 @@ class Recorder:
             self.stats.restarts += 1
         else:
             return
-        writer.write_message(ev, recv_ns)
+        w = self._writer
+        if not w.has_channel("event", sensor) and w.channels_left < 1:
+            self._rollover()
+            w = self._writer
+        w.write_message(ev, recv_ns)
         self.stats.recorded += 1
         self.stats.messages[f"event/{sensor}"] += 1
 
@@ -485,7 +596,7 @@ def simulate_to_file(
     config: FeedConfig,
     *,
     epoch: int | None = None,
-    chunk_size: int = 1 << 20,
+    chunk_size: int = CHUNK_SIZE,
     compression: str = "zstd",
 ) -> SimulateFileResult:
     """Write a simulated recording without sockets, as fast as the simulator goes.
