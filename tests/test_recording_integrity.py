@@ -376,3 +376,61 @@ def test_replay_warns_on_a_damaged_chunk(tmp_path):
     (d,) = rec.integrity.damaged
     assert d.offset == victim.chunk_start_offset
     assert sent == 1800 - d.lost and sent >= 1800 - d.expected  # at most that one chunk's messages
+
+
+def test_overlapping_chunks_are_merged_in_log_order_and_crc_checked(tmp_path):
+    """A file whose chunks overlap in time (log times going back): the general read path merges
+    them in log-time order exactly like the mcap package's reader, and checks their CRCs too."""
+    from mcap.reader import make_reader
+
+    path = tmp_path / "overlap.mcap"
+    with RecordingWriter(path, compression="none", chunk_size=2048) as w:
+        for i in range(200):
+            s = f"s{i % 3}"
+            log = 1_000_000 + (i % 50) * 1000 + (i // 50) * 7  # four interleaved sweeps
+            w.write_frames("samples", s, samples_frames(s, i, 2)[1:], log, i * 1000)
+    rec = Recording(path)
+    assert not rec._chunks_in_order
+    ours = [(r.log_time_ns, r.topic, r.frames[1:]) for r in rec.iter_recorded()]
+    with open(path, "rb") as f:
+        ref = [(m.log_time, c.topic, tuple(bytes(x) for x in _unframe(m.data)))
+               for _s, c, m in make_reader(f).iter_messages(log_time_order=True)]
+    assert ours == ref and len(ours) == 200
+    ci = sorted(rec._summary.chunk_indexes, key=lambda c: c.chunk_start_offset)[2]
+    base, offsets = _message_record_offsets(path, ci)
+    bad = Recording(_flip(path, tmp_path / "bad.mcap", base + offsets[1] + 31 + 4 + 40, bit=0x01))
+    assert len(list(bad.iter_recorded())) == 199 and bad.integrity.lost == 1
+
+
+def _unframe(data):
+    from streamer.recording.format import unpack_frames
+
+    return unpack_frames(data)
+
+
+def test_replay_counts_a_subscriber_that_disconnects_with_a_full_queue(tmp_path):
+    """ZeroMQ drops a disconnecting subscriber's queue without telling the sender: the replay
+    watches its socket's connections and counts the disconnection (`replay` reports it)."""
+    from streamer.recording.replay import PeerWatch
+
+    path = tmp_path / "r.mcap"
+    expected = big_recording(path, 3000)
+    ctx = zmq.Context()
+    sock, endpoint = replay_socket(ctx, "tcp://127.0.0.1:*", sndhwm=50)
+    peers = PeerWatch(sock)
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, 50)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(endpoint)
+    try:
+        assert sock.poll(10_000) and sock.recv()[0] == 1
+        closer = threading.Timer(1.0, lambda: sub.close(0))  # leaves while the replay waits on it
+        closer.start()
+        stats = publish_recording(Replayer(path, speed="max"), sock, stall_timeout_s=60, peers=peers)
+        closer.join()
+        assert not stats.stalled and stats.messages == len(expected)  # the rest went to nobody
+        peers.close()
+        assert peers.disconnects == 1
+    finally:
+        peers.close()
+        assert close_and_flush(sock, ctx, 5.0)

@@ -70,9 +70,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     speed = "max" if replayer.speed == float("inf") else f"x{replayer.speed:g}"
     print(f"replaying {args.file} ({replayer.duration_s:.3f} s, {len(replayer.topics)} channel(s)) at {speed} "
           f"-> {endpoint}", flush=True)
+    subscribed = False
     if args.wait > 0:
         if sock.poll(int(args.wait * 1000)):
             sock.recv()
+            subscribed = True
         else:
             print(f"warning: no subscriber after {args.wait:g} s; replaying anyway", file=sys.stderr)
     stats = publish_recording(replayer, sock, stop, stall_timeout_s=args.stall_timeout, peers=peers)
@@ -87,17 +89,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"warning: not delivered: {stats.not_sent} message(s) never sent: the subscribers took nothing "
               f"for {args.stall_timeout:g} s (--stall-timeout), replay stopped", file=sys.stderr, flush=True)
         rc = 1
-    if stats.disconnects:
-        print(f"warning: not delivered: a subscriber disconnected {stats.disconnects} time(s) during the replay; "
+    peers.close()  # reads the last connection events first
+    if peers.disconnects:
+        print(f"warning: not delivered: a subscriber disconnected {peers.disconnects} time(s) during the replay; "
               f"what was queued for it then (up to {args.sndhwm} message(s) each time, --sndhwm) was lost and "
               "shows downstream as sequence gaps", file=sys.stderr, flush=True)
         rc = 1
-    peers.close()
+    if not subscribed and not peers.connects and stats.messages:
+        print(f"warning: not delivered: no subscriber connected; the {stats.messages} message(s) went nowhere",
+              file=sys.stderr, flush=True)
     linger = 0.0 if stop.is_set() else args.linger
     flushed = close_and_flush(sock, ctx, linger)
-    if flushed:
+    if flushed and rc == 0:
         print(f"delivered: the {stats.messages} sent message(s) were all written to the subscribers' "
               "connections before exit", flush=True)
+    elif flushed:
+        print("flushed: what was still queued was written out before exit", flush=True)
     elif not stop.is_set():
         print(f"warning: not delivered: the linger ({args.linger:g} s, --linger) ran out with messages still "
               f"queued; ZeroMQ discarded up to {min(stats.messages, args.sndhwm)} of the last sent message(s)",
