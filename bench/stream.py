@@ -292,6 +292,10 @@ def cost_breakdown(weights, backend: str, sensors: int = 1000, drains: int = 20)
                 acc[key] += time.thread_time() - t
         setattr(obj, name, wrapper)
 
+    if svc.config.gc_freeze:  # as StreamService.run does once it is set up
+        import gc
+
+        gc.freeze()
     original = P.decode_sample_batch
     timed(P, "decode_sample_batch", "decode")  # restored below
     timed(svc.decoder, "decode", "decode")

@@ -12,6 +12,7 @@ rate limits and event budgets; and, with ``curve`` set, encrypts and authenticat
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -100,6 +101,10 @@ class ServiceConfig:
     checkpoint_every: int | None = None
     """Publish each sensor's (h, c) on ``state/<sensor>`` once at least this many samples have
     passed since its last checkpoint (at the end of a run), so replay can seek and resume."""
+    gc_freeze: bool = True
+    """``gc.freeze()`` once the service is set up (``run``): the garbage collector then skips the
+    start-up objects (torch, ORT, the models), which otherwise made every collection triggered
+    by a drain's short-lived objects scan them (measured: ~3 µs per message at 1,000 sensors)."""
     fast_drain: bool = True
     """Decode each drain into arrays and admit in-order sensors with array checks (the array
     drain, issue 15); False: every message through the decoder and the engine one by one. Both
@@ -326,6 +331,10 @@ class StreamService:
         log.info("serving %s: feeds %s -> pub %s%s", self.backend.describe(), self.feed_endpoints, self.pub_endpoint,
                  " (CURVE)" if self.curve is not None else "")
         self.lag.emptied(time.monotonic())
+        if self.config.gc_freeze:
+            # everything allocated so far (models, sessions, modules) is long-lived: the collector
+            # stops re-scanning it, so a drain's short-lived objects cost their own collections only
+            gc.freeze()
         self.ready.set()
         try:
             while not self._stop.is_set():
