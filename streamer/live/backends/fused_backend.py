@@ -214,8 +214,13 @@ def _head_py(h, top, bb, Hh, A, flat, o, a):
 
 if HAVE_NUMBA:
     # contract/reassoc let LLVM vectorise the gate loops; exp/tanh/log stay exact (no "afn")
-    _jit = _numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy",
-                       fastmath={"contract", "reassoc", "nsz"})
+    def _jit(fn):
+        opts = dict(nogil=True, boundscheck=False, error_model="numpy", fastmath={"contract", "reassoc", "nsz"})
+        try:  # compiled once per machine, cached next to this file (or in the user's cache)
+            return _numba.njit(cache=True, **opts)(fn)
+        except RuntimeError:  # no writable cache location (read-only install and home): compile per process
+            return _numba.njit(cache=False, **opts)(fn)
+
     _head = _jit(_head_py)
     _kernel = _jit(_kernel_py)
 else:  # pragma: no cover
