@@ -251,3 +251,36 @@ def test_the_service_sensor_id_is_reserved(tiny_weights):
     bad = events(msgs, "malformed")
     assert [e.meta["reason"] for e in bad] == ["bad_topic"] and "reserved" in bad[0].meta["detail"]
     assert stats["decode_errors"] == {"bad_topic": 1}
+
+
+def _raw(sensor, seq, data, *, t0_ns=0, period_ns=50_000_000, epoch=1):
+    """A samples message whose header is written field by field (values the encoder refuses)."""
+    data = np.asarray(data, "<f4")
+    head = P.HEADER.pack(P.MAGIC, P.VERSION, int(P.Kind.SAMPLES), 0, epoch, seq, t0_ns, period_ns, data.shape[0], 2, 0)
+    return [P.topic(P.Kind.SAMPLES, sensor), head + data.tobytes()]
+
+
+@pytest.mark.parametrize("fast_drain", [True, False])
+def test_extreme_headers_cost_only_their_sensor(tiny_weights, fast_drain):
+    """Issue 16 cases 5-6: the end of the u64 sequence space followed by resets, and a period of
+    2**64 - 1 ns, are refused or handled per sensor; a good sensor keeps every prediction."""
+    good = np.abs(np.random.default_rng(2).normal(size=(21, 2))).astype(np.float32)
+    reset = P.encode_message(P.make_event("edge", "reset", epoch=1, seq=0, t_ns=0))
+    with running_service(tiny_weights, "onnx", fast_drain=fast_drain) as (service, pub, out):
+        for k in range(21):
+            pub.send_multipart(_samples("ok", k, good[k : k + 1]))
+            if k == 3:
+                pub.send_multipart(_raw("edge", 2**64 - 3, good[:2]))  # last valid: next seq = 2**64 - 1
+                pub.send_multipart(reset)
+                pub.send_multipart(reset)
+                pub.send_multipart(_raw("edge", 2**64 - 2, good[:2]))  # next seq would overflow u64
+                pub.send_multipart(_raw("slow", 0, good[:1], period_ns=2**64 - 1))  # period beyond an hour
+        msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("ok", {})) >= 21 and len(events(ms, "malformed")) >= 2
+                       and len(preds_by_sensor(ms).get("edge", {})) >= 2)
+        stats = service.snapshot()
+    got = preds_by_sensor(msgs)
+    assert sorted(got["ok"]) == list(range(21))
+    assert sorted(got["edge"]) == [2**64 - 3, 2**64 - 2]
+    bad = {(e.sensor, e.meta["reason"]) for e in events(msgs, "malformed")}
+    assert bad == {("edge", "bad_header"), ("slow", "bad_header")}
+    assert "internal_error" not in stats["decode_errors"]

@@ -540,7 +540,16 @@ class StreamService:
 
     def _alert_events(self, run: Run, data: np.ndarray, r_max: float) -> list[Event]:
         """``near_miss`` / ``near_miss_cleared`` for this run's rows (hybrid estimate ± σ; the
-        encounter is the classical fit's: it lasts while its estimate is defined)."""
+        encounter is the classical fit's: it lasts while its estimate is defined). A fault
+        boundary like :meth:`_hybrid`."""
+        try:
+            return self._alert_events_of(run, data, r_max)
+        except Exception as exc:  # noqa: BLE001
+            self._internal_error("alerts", run.sensor, exc)
+            self._alerts.pop(run.sensor, None)
+            return []
+
+    def _alert_events_of(self, run: Run, data: np.ndarray, r_max: float) -> list[Event]:
         det = self._alerts.get(run.sensor)
         if det is None:
             det = self._alerts[run.sensor] = NearMissDetector(self.config.alert)
@@ -561,8 +570,25 @@ class StreamService:
         return events
 
     def _hybrid(self, run: Run) -> np.ndarray:
-        """``[T, 4]``: classical, its σ, hybrid, its σ of a run (models/hybrid.py has the rule)."""
-        return self._hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
+        """``[T, 4]``: classical, its σ, hybrid, its σ of a run (models/hybrid.py has the rule).
+        A fault boundary: a failure here costs this run's classical channels (NaN, the hybrid
+        falls back to the causal estimate), counted as ``internal_error`` — never the batch."""
+        try:
+            return self._hybrids.update(run.sensor, run_block(run), reset_before=run.reset_before)
+        except Exception as exc:  # noqa: BLE001 - one sensor's bad numbers must not cost the others
+            self._internal_error("hybrid", run.sensor, exc)
+            self._hybrids.forget(run.sensor)
+            out = np.full((run.y.shape[0], 4), np.nan)
+            out[:, 2] = run.y
+            if run.y_std is not None:
+                out[:, 3] = run.y_std
+            return out
+
+    def _internal_error(self, where: str, sensor: str, exc: BaseException) -> None:
+        """Count and log (rate-limited, no traceback flood) a bug caught at a fault boundary."""
+        self.stats.decode_errors["internal_error"] += 1
+        self._log_limited(f"internal_{where}", "internal error in %s for sensor %s: %s: %s", where, sensor,
+                          type(exc).__name__, exc)
 
     def _forward_rescores(self, results: zmq.Socket, pub: zmq.Socket) -> None:
         """Publish what the re-scoring thread (or process) finished (this thread owns the PUB socket)."""
@@ -592,8 +618,9 @@ class StreamService:
                 continue
             st = self.engine.sensors.get(ev.sensor)
             epoch = st.epoch if st is not None else self._epoch
+            seq = min(max(ev.seq, 0), (1 << 64) - 1)  # an event about the end of a sensor's u64 range
             try:
-                msg = P.make_event(ev.sensor, ev.type, epoch=epoch, seq=max(ev.seq, 0), t_ns=now_ns, **ev.fields)
+                msg = P.make_event(ev.sensor, ev.type, epoch=epoch, seq=seq, t_ns=now_ns, **ev.fields)
             except (TypeError, ValueError) as exc:  # a field JSON cannot carry: lose this event, not the batch
                 self.stats.decode_errors["internal_error"] += 1
                 self._log_limited("event_error", "cannot encode %s event of %s: %s", ev.type, ev.sensor, exc)
