@@ -209,3 +209,18 @@ def test_the_array_drain_over_real_sockets(tiny_weights):
             ref = model(torch.from_numpy(xs[None]))[0][0].numpy()
         assert np.abs(np.array([got[s][k][0] for k in range(60)]) - ref).max() < 1e-5
     assert fast > 0
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_uniform_drains_equal_the_per_message_drain(backend, count):
+    """Every sensor once per drain, all continuing, one length: the drain runs without
+    per-message objects (StreamEngine._uniform), and publishes what the per-message drain does."""
+    rng = np.random.default_rng(count)
+    feeds = Feeds(rng)
+    sensors = [f"u{k}" for k in range(30)]
+    drains = [[feeds.message(s, "period" if (d, s) == (3, "u3") else "next", count) for s in sensors]
+              for d in range(7)]  # drain 3: u3 changes its period (between drains: still in order)
+    fast, slow = _run_both(backend, drains, metrics=False)
+    _assert_same(fast, slow)
+    assert fast[0].engine.counters["samples"] == 7 * 30 * count
+    assert fast[0].engine.fast_samples == 6 * 30 * count  # all but drain 0 (new sensors)
