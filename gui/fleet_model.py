@@ -39,7 +39,7 @@ TOOLTIPS = {
            "else the causal LSTM",
     "std": "Its standard deviation, where the service publishes one (metres)",
     "source": "Which estimate the row shows",
-    "cpa": "Time to the closest point of approach: not published by the service yet",
+    "cpa": "Time to the closest point of approach from the classical fit (pred channel 8): 'in N s' before it, 'N s ago' after",
     "alerts": "near_miss events of this sensor since the monitor started",
     "alert": "Latest near-miss event (serve --alert-dmin-m): margin, time; 'cleared' once it cleared",
 }
@@ -167,7 +167,10 @@ class FleetModel(QtCore.QAbstractTableModel):
         if key == "source":
             return KIND_TEXT[int(st.kind[k])]
         if key == "cpa":
-            return "–"  # the service does not publish a time to CPA (yet)
+            v = float(st.time_to_cpa()[k])
+            if not math.isfinite(v):
+                return "–"
+            return f"in {v:.0f} s" if v >= 0.5 else ("now" if v > -0.5 else f"{-v:.0f} s ago")
         if key == "alerts":
             return str(int(st.alerts[k])) if st.alerts[k] else ""
         if key == "alert":
@@ -196,6 +199,9 @@ class FleetModel(QtCore.QAbstractTableModel):
         if key == "alert":
             v = st.alert_wall_s[k]
             return v if math.isfinite(v) else -1.0
+        if key == "cpa":
+            v = float(st.time_to_cpa()[k])
+            return v if math.isfinite(v) else 1e18
         return 0.0
 
     # ------------------------------------------------------------------ per frame
@@ -209,6 +215,8 @@ class FleetModel(QtCore.QAbstractTableModel):
                   "alert": st.alert_wall_s}
         if key == "state":
             return st.health[:n] + 100 * st.alerting[:n]
+        if key == "cpa":
+            return np.nan_to_num(st.time_to_cpa(), nan=1e18)
         if key in arrays:
             return np.nan_to_num(np.asarray(arrays[key][:n], float), nan=1e18)
         return st.kind[:n]

@@ -107,7 +107,7 @@ class FleetState:
     """Arrays of every sensor's latest state; rows in first-seen order, never removed."""
 
     FLOAT_COLUMNS = ("last_rx", "interval_s", "est_m", "std_m", "silent_event_at", "restarted_at", "malformed_at",
-                     "alert_wall_s", "alert_margin_m", "age_s")
+                     "alert_wall_s", "alert_margin_m", "age_s", "cpa_s")
     INT_COLUMNS = ("last_t_ns", "kind", "health", "alerting", "alerts", "ood", "order")
 
     def __init__(self, config: FleetConfig = FleetConfig()):
@@ -177,10 +177,17 @@ class FleetState:
         self.changed = True
         return k
 
-    def set_estimate(self, sensor: str, est_m: float, std_m: float, kind: int) -> None:
+    def set_estimate(self, sensor: str, est_m: float, std_m: float, kind: int, time_to_cpa_s: float = math.nan) -> None:
+        """The latest best estimate, its σ and source, and the seconds from the latest sample to
+        the classical fit's CPA (NaN when unknown)."""
         k = self.row(sensor)
-        self.est_m[k], self.std_m[k], self.kind[k] = est_m, std_m, kind
+        self.est_m[k], self.std_m[k], self.kind[k], self.cpa_s[k] = est_m, std_m, kind, time_to_cpa_s
         self.changed = True
+
+    def time_to_cpa(self) -> np.ndarray:
+        """Seconds to each row's CPA now (the value at its latest sample, aged since it arrived)."""
+        n = len(self)
+        return self.cpa_s[:n] - np.nan_to_num(self.age_s[:n], nan=0.0)
 
     def restarted(self, sensor: str, now: float) -> None:
         self.restarted_at[self.row(sensor)] = now

@@ -56,6 +56,8 @@ class SamplesChunk:
 
 PRED_METRES: tuple[tuple[str, int], ...] = (
     ("classical_m", 3), ("hybrid_m", 4), ("std_m", 5), ("classical_std_m", 6), ("hybrid_std_m", 7))
+PRED_TIME_TO_CPA = 8
+"""Channel of the seconds to the classical fit's CPA (not scaled)."""
 """Optional ``pred`` channels (docs/protocol.md), normalised on the wire, in metres in a chunk:
 (PredChunk field, channel). A block with fewer channels leaves them NaN."""
 
@@ -73,6 +75,8 @@ class PredChunk:
     std_m: np.ndarray | None = None
     classical_std_m: np.ndarray | None = None
     hybrid_std_m: np.ndarray | None = None
+    time_to_cpa_s: np.ndarray | None = None
+    """Seconds from each sample to the classical fit's closest approach (negative once past)."""
 
     def __len__(self) -> int:
         return len(self.t_ns)
@@ -528,7 +532,7 @@ class StreamReceiver:
 
     def _preds(self, blocks: list[P.Block]) -> PredChunk:
         """Blocks may carry 3, 5 or 8 channels (the header says): missing ones become NaN."""
-        width = 3 + len(PRED_METRES)
+        width = PRED_TIME_TO_CPA + 1
         parts = []
         for b in blocks:
             d = b.data[:, :width].astype(np.float32, copy=False)
@@ -543,6 +547,7 @@ class StreamReceiver:
                 self._r_max_known = True
         r_max = np.float32(self.r_max_m)
         extra = {name: data[:, k] * r_max for name, k in PRED_METRES}
+        extra["time_to_cpa_s"] = data[:, PRED_TIME_TO_CPA].copy()
         return PredChunk(np.concatenate([b.times_ns for b in blocks]), data[:, 1].copy(), data[:, 2].copy(), **extra)
 
     def _rescore(self, msg: P.Message) -> RescoreChunk | None:

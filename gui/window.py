@@ -392,10 +392,11 @@ class MainWindow(QtWidgets.QMainWindow):
             if len(ch):
                 fleet.touch(sensor, now, int(ch.t_ns[-1]))
                 hyb = float(ch.column("hybrid_m")[-1])
+                ttc = float(ch.column("time_to_cpa_s")[-1])
                 if math.isfinite(hyb):
-                    fleet.set_estimate(sensor, hyb, float(ch.column("hybrid_std_m")[-1]), KIND_HYBRID)
+                    fleet.set_estimate(sensor, hyb, float(ch.column("hybrid_std_m")[-1]), KIND_HYBRID, ttc)
                 else:
-                    fleet.set_estimate(sensor, float(ch.y_m[-1]), float(ch.column("std_m")[-1]), KIND_CAUSAL)
+                    fleet.set_estimate(sensor, float(ch.y_m[-1]), float(ch.column("std_m")[-1]), KIND_CAUSAL, ttc)
             hist = self._history(sensor)
             if hist is not None:
                 k = self._fresh(hist, hist.preds, ch.t_ns)

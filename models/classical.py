@@ -855,6 +855,14 @@ class RecursiveCPAFit:
         tau = (t - margin_s - self._t0) * self._inv_ts
         return tau >= -c1 / (2.0 * c2)
 
+    def cpa_time(self) -> float:
+        """The fit's time of closest approach (the clock of the samples fed), NaN without a
+        parabola opening upwards."""
+        if self._coef is None or not self._coef[2] > 0.0:
+            return math.nan
+        c0, c1, c2 = self._coef
+        return self._t0 - self._cfg.time_scale_s * c1 / (2.0 * c2)
+
     def vertex_in_data(self, margin_s: float = 0.0) -> bool:
         """True when the fit's CPA lies at least ``margin_s`` after its own first sample: the
         vertex is inside the data it was fitted on (a fit restarted on the receding leg only, after
@@ -974,7 +982,7 @@ class RecursiveCPAFit:
         return self._cfg.r_max * math.sqrt(self._rss() / (4.0 * self._b0))
 
 
-CPA_OUTPUTS: tuple[str, ...] = ("dmin_norm", "dmin_std_norm", "cpa_passed", "chi2")
+CPA_OUTPUTS: tuple[str, ...] = ("dmin_norm", "dmin_std_norm", "cpa_passed", "chi2", "time_to_cpa_s")
 """Columns of :meth:`StreamingCPAEstimator.update`'s output."""
 
 _CLOCK_TOLERANCE_NS = 1_000
@@ -995,8 +1003,9 @@ class StreamingCPAEstimator:
     its own: an extrapolated vertex does not replace an observed one.
 
     Online vocabulary (radarstream.online): ``update(block)`` takes integer-nanosecond times and
-    returns ``[T, 4]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
-    ``cpa_margin_s`` behind, the fit's :meth:`RecursiveCPAFit.chi2` — NaN without a noise model). The fit runs on seconds since the stream's first sample, taken as an
+    returns ``[T, 5]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
+    ``cpa_margin_s`` behind, the fit's :meth:`RecursiveCPAFit.chi2` — NaN without a noise model —
+    and the time from the sample to the fit's CPA, negative once it is past). The fit runs on seconds since the stream's first sample, taken as an
     integer difference, so the output does not depend on the clock's origin. ``process`` is the
     older float-seconds spelling of the same loop.
     """
@@ -1015,7 +1024,7 @@ class StreamingCPAEstimator:
         self._origin_ns: int | None = None  # first detection of the current encounter
         self._last_sample_ns: int | None = None
         self._last_det_ns: int | None = None
-        self._last = (math.nan, math.nan, 0.0, math.nan)
+        self._last = (math.nan, math.nan, 0.0, math.nan, math.nan)
         self._kept: tuple[float, float, float, float] | None = None  # see _run
 
     def current(self) -> CPAFitResult:
@@ -1033,7 +1042,7 @@ class StreamingCPAEstimator:
         self._kept = None if state["kept"] is None else tuple(state["kept"])
 
     def update(self, block) -> np.ndarray:
-        """``[T, 4]`` :data:`CPA_OUTPUTS` after each sample of ``block`` (a radarstream.online.Block)."""
+        """``[T, 5]`` :data:`CPA_OUTPUTS` after each sample of ``block`` (a radarstream.online.Block)."""
         x = np.asarray(block.x)
         return self._run(np.asarray(block.t_ns, np.int64), x[:, 1].astype(np.float64), self.cpa_margin_s,
                          amp=x[:, 0].astype(np.float64))
@@ -1071,6 +1080,8 @@ class StreamingCPAEstimator:
         fit, limit = self._fit, self._gap_ns + _CLOCK_TOLERANCE_NS
         push = fit._push
         last, start, kept = self._last_det_ns, self._origin_ns, self._kept
+        prev_start = start if start is not None else 0
+        det_start = np.empty(det_idx.size, np.int64)
         for k, (tn, di, ai) in enumerate(zip(det_ns.tolist(), d_arr[det_idx].tolist(), det_a)):
             if last is None or tn - last > limit:
                 if last is not None:
@@ -1078,7 +1089,10 @@ class StreamingCPAEstimator:
                 start, kept = tn, None
             ts = (tn - start) * 1e-9 if det_s is None else det_s[k]
             est = push(ts, di, ai)
-            row = (est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s)), fit.chi2())
+            # column 4 holds the CPA's time in the fit's clock until the rows are filled
+            row = (est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s)), fit.chi2(),
+                   fit.cpa_time())
+            det_start[k] = start
             if row[2] > 0.5 and fit.vertex_in_data(margin_s):
                 kept = row  # the encounter's latest fit that saw its closest approach
             elif kept is not None:
@@ -1098,6 +1112,12 @@ class StreamingCPAEstimator:
         known = have | (self._last_det_ns is not None)
         fresh = known & (t_ns - src_ns <= limit)
         out[fresh] = src[fresh]
+        # the CPA's time in the fit's clock -> time to it from each sample (integer ns differences)
+        if t_s is None:
+            starts = np.where(have, det_start[np.maximum(pos, 0)] if det_idx.size else 0, prev_start)
+            out[:, 4] -= (t_ns - starts) * 1e-9
+        else:
+            out[:, 4] -= t_s
         self._last_sample_ns = int(t_ns[-1])
         if det_idx.size:
             self._last_det_ns, self._origin_ns = int(det_ns[-1]), start

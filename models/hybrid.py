@@ -38,7 +38,7 @@ def hybrid_whole(fit: CPAFitResult, t_first: float, t_last: float, lstm_norm: fl
     return float(lstm_norm), "lstm"
 
 
-HYBRID_OUTPUTS: tuple[str, ...] = ("classical", "classical_std", "hybrid", "hybrid_std")
+HYBRID_OUTPUTS: tuple[str, ...] = ("classical", "classical_std", "hybrid", "hybrid_std", "time_to_cpa_s")
 """Columns of :meth:`OnlineHybrid.update`'s output (normalised Dmin and standard deviations)."""
 
 
@@ -48,7 +48,8 @@ class OnlineHybrid:
 
     Online vocabulary (radarstream.online): ``update(block)`` with the LSTM's estimate in
     ``block.estimate`` (``[T]``, or ``[T, 2]`` with its σ) returns ``[T, 4]`` =
-    :data:`HYBRID_OUTPUTS`. ``process`` is the older float-seconds spelling."""
+    :data:`HYBRID_OUTPUTS` (the last: seconds from each sample to the classical fit's CPA, NaN
+    without a fit). ``process`` is the older float-seconds spelling."""
 
     def __init__(self, config: CPAFitConfig = CPAFitConfig(), rule: HybridRule = HybridRule(), gap_s: float = 2.0):
         self.rule = rule
@@ -70,7 +71,8 @@ class OnlineHybrid:
         y, y_std = (lstm[:, 0], lstm[:, 1]) if lstm.ndim == 2 else (lstm, np.full(lstm.shape[0], np.nan))
         cpa = self.classical.update(block)
         use = (cpa[:, 2] > 0.5) & np.isfinite(cpa[:, 0]) & ~(cpa[:, 3] > self.rule.max_chi2)  # NaN: no test
-        return np.stack([cpa[:, 0], cpa[:, 1], np.where(use, cpa[:, 0], y), np.where(use, cpa[:, 1], y_std)], axis=1)
+        return np.stack([cpa[:, 0], cpa[:, 1], np.where(use, cpa[:, 0], y), np.where(use, cpa[:, 1], y_std), cpa[:, 4]],
+                        axis=1)
 
     def process(self, t_s: np.ndarray, distance: np.ndarray, y_lstm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         est, passed = self.classical.process(t_s, distance, cpa_margin_s=self.rule.margin_s)
@@ -88,7 +90,7 @@ class HybridBank:
         self._by_sensor: dict[str, OnlineHybrid] = {}
 
     def update(self, sensor: str, block, *, reset_before: bool = False) -> np.ndarray:
-        """``[T, 4]`` :data:`HYBRID_OUTPUTS` for ``block`` of ``sensor``."""
+        """``[T, 5]`` :data:`HYBRID_OUTPUTS` for ``block`` of ``sensor``."""
         hyb = self._by_sensor.get(sensor)
         if hyb is None:
             hyb = self._by_sensor[sensor] = self._make()

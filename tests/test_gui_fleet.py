@@ -254,3 +254,18 @@ def test_replay_is_labelled_replay_with_its_position(qtbot, tiny_weights):
     text = win.mode_label.text()
     assert text.startswith("REPLAY playing") and "4.2 / 10.0 s" in text and "LIVE" not in text
     assert win.fleet_state.live_text == "replaying"
+
+
+def test_time_to_cpa_column_counts_down_from_the_published_value():
+    """The fleet's Time to CPA is pred channel 8 at the latest sample, aged since it arrived."""
+    st = FleetState()
+    st.touch("a", 100.0, 1)
+    st.set_estimate("a", 80.0, 2.0, KIND_HYBRID, 12.0)
+    st.touch("b", 100.0, 1)
+    st.set_estimate("b", 300.0, 5.0, KIND_HYBRID, -4.0)
+    st.touch("c", 100.0, 1)
+    st.set_estimate("c", 300.0, 5.0, KIND_HYBRID)
+    model = FleetModel(st)
+    model.refresh(103.0)  # 3 s after the samples arrived
+    np.testing.assert_allclose(st.time_to_cpa(), [9.0, -7.0, np.nan])
+    assert [model.cell(s, "cpa").data() for s in ("a", "b", "c")] == ["in 9 s", "7 s ago", "–"]

@@ -152,7 +152,7 @@ def test_classical_and_hybrid_estimates_are_published(tiny_weights):
         msgs = collect(out, lambda ms: len(preds_by_sensor(ms).get("radar-0", {})) >= 1500)
     got = preds_by_sensor(msgs)["radar-0"]
     rows = np.array([got[k] for k in range(1500)])
-    assert rows.shape[1] == 8  # 0-2, classical and hybrid (3-4), standard deviations (5-7)
+    assert rows.shape[1] == 9  # 0-2, classical and hybrid (3-4), standard deviations (5-7), time to CPA (8)
     x = np.concatenate([b.data for b in sent])
     t_ns = np.concatenate([b.times_ns for b in sent])
     # the fit on the samples' own integer-ns times (float seconds of a wall clock lose ~0.2 µs)
@@ -164,6 +164,11 @@ def test_classical_and_hybrid_estimates_are_published(tiny_weights):
     assert np.allclose(rows[:, 6], out[:, 1], equal_nan=True, atol=1e-6)  # the classical fit's σ
     assert np.array_equal(np.isfinite(rows[:, 6]), np.isfinite(rows[:, 3]))
     assert np.all(rows[np.isfinite(rows[:, 6]), 6] > 0)
+    # channel 8: seconds to the classical fit's CPA, falling by one period per sample within a fit
+    ttc = rows[:, 8]
+    np.testing.assert_allclose(ttc, out[:, 4], equal_nan=True, atol=1e-3)
+    both = np.isfinite(ttc[1:]) & np.isfinite(ttc[:-1]) & (np.abs(np.diff(ttc) + 0.05) < 0.02)
+    assert both.sum() > 100
 
 
 def test_a_stream_off_the_profile_gets_out_of_domain_and_the_others_do_not(tiny_weights):

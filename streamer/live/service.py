@@ -570,7 +570,7 @@ class StreamService:
         return events
 
     def _hybrid(self, run: Run) -> np.ndarray:
-        """``[T, 4]``: classical, its σ, hybrid, its σ of a run (models/hybrid.py has the rule).
+        """``[T, 5]``: classical, its σ, hybrid, its σ, time to CPA of a run (models/hybrid.py).
         A fault boundary: a failure here costs this run's classical channels (NaN, the hybrid
         falls back to the causal estimate), counted as ``internal_error`` — never the batch."""
         try:
@@ -578,7 +578,7 @@ class StreamService:
         except Exception as exc:  # noqa: BLE001 - one sensor's bad numbers must not cost the others
             self._internal_error("hybrid", run.sensor, exc)
             self._hybrids.forget(run.sensor)
-            out = np.full((run.y.shape[0], 4), np.nan)
+            out = np.full((run.y.shape[0], 5), np.nan)
             out[:, 2] = run.y
             if run.y_std is not None:
                 out[:, 3] = run.y_std
@@ -681,17 +681,17 @@ class StreamService:
             y = np.stack([r.y for r in group]) if n > 1 else group[0].y[None]
             data[:, :, 0] = y
             data[:, :, 1] = y * np.float32(r_max)
-            if channels > P.PRED_CHANNELS:  # see docs/protocol.md: 3 classical, 4 hybrid, 5-7 their σ
+            if channels > P.PRED_CHANNELS:  # see docs/protocol.md: 3 classical, 4 hybrid, 5-7 their σ, 8 time to CPA
                 for k, r in enumerate(group):
                     data[k, :, 5] = np.nan if r.y_std is None else r.y_std
                 if hybrid:
                     for k, r in enumerate(group):
                         est = self._hybrid(r)
                         row = data[k]
-                        row[:, 3], row[:, 6], row[:, 4], row[:, 7] = est[:, 0], est[:, 1], est[:, 2], est[:, 3]
+                        row[:, 3], row[:, 6], row[:, 4], row[:, 7], row[:, 8] = est[:, 0], est[:, 1], est[:, 2], est[:, 3], est[:, 4]
                 else:
                     data[:, :, 3:5] = np.nan
-                    data[:, :, 6:8] = np.nan
+                    data[:, :, 6:9] = np.nan
             raw = memoryview(rec.view(np.uint8))  # 1-D bytes of the n frames
             size = rec.dtype.itemsize
             gid = len(groups)

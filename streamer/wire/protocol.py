@@ -87,9 +87,10 @@ TRUTH_CHANNEL_NAMES: Final = ("dmin_norm", "in_encounter", "true_range_m", "snr_
 #: reorder them, so receivers must use the header's channel count.
 PRED_CHANNEL_NAMES: Final = ("y_norm", "y_m", "latency_us")
 PRED_OPTIONAL_CHANNEL_NAMES: Final = ("y_classical_norm", "y_hybrid_norm", "y_std_norm", "y_classical_std_norm",
-                                       "y_hybrid_std_norm")
+                                       "y_hybrid_std_norm", "time_to_cpa_s")
 """Appended by ``serve``: channels 3-4 unless ``--no-hybrid``, 5-7 (standard deviations, NaN where
-unknown) with them or when the model predicts its uncertainty; receivers use the header's count."""
+unknown) and 8 (seconds to the classical fit's CPA) with them or when the model predicts its
+uncertainty; receivers use the header's count."""
 PRED_CHANNELS: Final = len(PRED_CHANNEL_NAMES)
 
 MAX_SENSOR_LEN: Final = 64
