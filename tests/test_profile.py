@@ -143,3 +143,25 @@ def test_stream_checker_flags_amplitudes_outside_the_training_envelope():
     assert moved.update(50_000_000) == loud.update(50_000_000)
     loud.reset()
     assert loud.update(50_000_000) is None
+
+
+def test_randomised_candidate_weights_conform():
+    """models/candidates/randomised: 3-channel models with a 5–50 Hz profile and std outputs;
+    its ONNX graphs were exported with that profile and equal torch."""
+    from pathlib import Path
+
+    from models.bundle import load_bundle
+
+    w = Path(__file__).resolve().parents[1] / "models" / "candidates" / "randomised"
+    bundle = load_bundle(w, require_all=True)
+    assert bundle.profile.rate_envelope_hz == (5.0, 50.0) and bundle.pooled.pooling == "attention"
+    assert check_stream(bundle.profile, 100_000_000) is None  # 10 Hz is inside its envelope
+    assert onnx_profile(w / "causal.onnx") == bundle.profile.to_dict()
+    x = _x(300, 1000.0, rate_hz=10.0)[None]
+    outs = []
+    for name in ("torch", "onnx"):
+        be = make_backend(name, w)
+        h, c = be.zero_state(1)
+        y, std, _, _ = be.run_full(x, h, c)
+        outs.append((y.copy(), std.copy()))
+    assert np.abs(outs[0][0] - outs[1][0]).max() < 1e-5 and np.abs(outs[0][1] - outs[1][1]).max() < 1e-5
