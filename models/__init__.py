@@ -29,6 +29,11 @@ _EXPORTS = {
     "fit_cpa": "models.classical",
     "RecursiveCPAFit": "models.classical",
     "StreamingCPAEstimator": "models.classical",
+    "RadarProfile": "models.profile",
+    "ProfileError": "models.profile",
+    "StreamDomainChecker": "models.profile",
+    "check_stream": "models.profile",
+    "interval_coverage": "models.uncertainty",
     "HybridRule": "models.hybrid",
     "OnlineHybrid": "models.hybrid",
 }
