@@ -89,8 +89,10 @@ ENGINE_BACKENDS = ("onnx", "torch", "fused", "numpy-fused", "auto")
 and the per-shape dispatcher (fused below the crossover measured at its start-up, onnx above)."""
 
 BUSY_LOAD_PER_CORE = 0.5
-"""A run may write docs/benchmarks.md only when the 1-minute load average (before and after) is at
-most this per core (``--force`` overrides, and the section then says it was forced)."""
+"""A run may write docs/benchmarks.md only when the 1-minute load average before it is at most this
+per core (``--force`` overrides, and the section then says it was forced). The load after the run
+is recorded too, but it includes the benchmark's own service and publisher processes (about one
+per core while they run), so it cannot tell whether anything else was running."""
 
 
 def cpu_model() -> str:
@@ -112,11 +114,11 @@ def load_average() -> tuple[float, float, float] | None:
 
 
 def may_write(res: dict, force: bool = False) -> tuple[bool, str]:
-    """``(write?, why)``: refused when the 1-minute load before or after the run exceeded
-    ``BUSY_LOAD_PER_CORE`` per core, unless ``force``."""
+    """``(write?, why)``: refused when the 1-minute load before the run exceeded
+    ``BUSY_LOAD_PER_CORE`` per core (other jobs were running), unless ``force``."""
     cores = os.cpu_count() or 1
     limit = BUSY_LOAD_PER_CORE * cores
-    loads = [x[0] for x in (res.get("load_before"), res.get("load_after")) if x]
+    loads = [x[0] for x in (res.get("load_before"),) if x]
     busy = [v for v in loads if v > limit]
     if not busy:
         return True, f"1-minute load {max(loads, default=0):.2f} ≤ {limit:.2f} ({BUSY_LOAD_PER_CORE} per core × {cores})"
