@@ -52,6 +52,12 @@ def cmd_bench_quality(args: argparse.Namespace) -> int:
     from streamer.sim.simulator import MANOEUVRING, RadarConfig
     from tools.process import limit_threads
 
+    if args.shifted:  # the shifted-radars section (bench/quality.py), labelled before/after
+        from bench.quality import main as shifted
+        return shifted(["--label", args.label, "--threads", str(args.threads), "--doc", args.doc,
+                        "--encounters", str(args.encounters or (150 if args.quick else 1000))]
+                       + ["--weights", args.weights] * bool(args.weights) + ["--no-declare"] * args.no_declare
+                       + ["--no-write"] * args.no_write)
     limit_threads(args.threads)
     n = args.encounters or (150 if args.quick else 2000)
     t0 = time.perf_counter()
@@ -162,6 +168,10 @@ def _quality(p: argparse.ArgumentParser, prog: str) -> None:
     p.add_argument("--encounters", type=int, default=None, help="override the number of encounters")
     p.add_argument("--weights", default=None, metavar="DIR", help="weights directory (default: the shipped weights)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--shifted", action="store_true",
+                   help="the shifted-radars section instead: 10 / 50 Hz, R_max 2000 m, noise +6 dB, RCS spread 30 dB, coverage")
+    p.add_argument("--label", default="after", help="with --shifted: the section's label (before | after)")
+    p.add_argument("--no-declare", action="store_true", help="with --shifted: the models at their own R_max")
     p.add_argument("--alert-dmin-m", type=positive, default=100.0, metavar="M",
                    help="near-miss threshold of the alert table (recall, false alarms, lead time; default 100)")
     _common(p, prog, "quality")

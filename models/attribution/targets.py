@@ -154,7 +154,10 @@ def feature_space(model: nn.Module) -> FeatureSpace:
     if isinstance(norm, InputNormalizer):
         clone = copy.deepcopy(model)
         clone.normalizer = nn.Identity()
-        return FeatureSpace(clone.eval(), norm, torch.from_numpy(FEATURE_TO_RAW).float(), FEATURE_NAMES)
+        # explained windows are raw [amplitude, distance]: a period-aware model sees its nominal
+        # period as a fourth, constant feature, which folds onto no raw channel
+        names = FEATURE_NAMES if norm.features == len(FEATURE_NAMES) else norm.feature_names
+        return FeatureSpace(clone.eval(), norm, norm.fold_for(2).float(), names)
     channels = getattr(getattr(model, "lstm", None), "input_size", 2)
     return FeatureSpace(model, nn.Identity(), torch.eye(channels), tuple(f"input {k}" for k in range(channels)))
 
