@@ -232,7 +232,7 @@ class StreamEngine:
         admitted per sensor with array checks; every other message of ``batch`` (and every
         message of a sensor in ``slow_sensors`` or with any ``slow`` item) goes through the same
         per-message policy as :meth:`process`, in arrival order. Runs, events and counters are
-        those :meth:`process` gives for the same messages in the same order (tests/test_drain.py)."""
+        those :meth:`process` gives for the same messages in the same order (tests/streamer/live/test_drain.py)."""
         n = len(batch)
         if n and not slow and not slow_sensors:
             runs = self._uniform(batch)

@@ -108,7 +108,7 @@ class ServiceConfig:
     fast_drain: bool = True
     """Decode each drain into arrays and admit in-order sensors with array checks (the array
     drain, issue 15); False: every message through the decoder and the engine one by one. Both
-    give the same outputs, events and counters (tests/test_drain.py)."""
+    give the same outputs, events and counters (tests/streamer/live/test_drain.py)."""
     health: HealthConfig = HealthConfig()
     """Lag and silence alarms, heartbeats, reconnection, per-sensor rate limit, event budgets."""
     curve: CurveConfig | None = None
@@ -416,7 +416,7 @@ class StreamService:
         """Decode, run and publish one drain of received messages (``recvs``: perf_counter_ns at
         each receive). ``ServiceConfig.fast_drain`` (and no rate limit) takes the array drain;
         otherwise every message goes through the decoder and the engine one by one. Both publish
-        the same predictions, events and counters (tests/test_drain.py)."""
+        the same predictions, events and counters (tests/streamer/live/test_drain.py)."""
         if self.stats.first_recv_ns is None:
             self.stats.first_recv_ns = recvs[0]
         self.stats.messages += len(msgs)

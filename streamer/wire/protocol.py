@@ -1,7 +1,7 @@
 """ZeroMQ wire protocol of radarstream: topics, binary blocks, multipart messages.
 
 This module is the reference implementation of ``docs/protocol.md``; the
-document and this code must agree (``tests/test_protocol.py`` checks the worked
+document and this code must agree (``tests/streamer/wire/test_protocol.py`` checks the worked
 example byte for byte).  It depends on numpy only, so the simulator, the
 service, the recorder and the GUI can all share it without pulling in Qt or
 pyzmq.

@@ -9,7 +9,7 @@ import pytest
 
 
 def test_onnx_external_data_outside_the_model_folder_is_refused(tmp_path, tiny_weights):
-    """(Pickle weights: tests/test_models.py::test_a_pickle_file_is_refused_and_runs_nothing.)"""
+    """(Pickle weights: tests/models/test_models.py::test_a_pickle_file_is_refused_and_runs_nothing.)"""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 

@@ -25,7 +25,7 @@ from streamer.recording.replay import Replayer, close_and_flush, publish_recordi
 from streamer.recording.writer import RecordingWriter
 from streamer.wire import protocol as P
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 CLI = [sys.executable, "-m", "tools.cmd_record"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 

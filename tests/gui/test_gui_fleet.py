@@ -243,7 +243,7 @@ def test_follow_newest_history_for_any_fleet_sensor_and_the_mode_label(qtbot, ti
 
 
 def test_replay_is_labelled_replay_with_its_position(qtbot, tiny_weights):
-    from tests.test_gui import FakeReplay
+    from tests.gui.test_gui import FakeReplay
 
     ctl = FakeReplay()
     ctl.position_s, ctl.playing = 4.25, True

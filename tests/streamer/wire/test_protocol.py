@@ -39,7 +39,7 @@ from streamer.wire.protocol import (
     topic_prefix,
 )
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "protocol.md"
 
 FUZZ = settings(
     max_examples=300,

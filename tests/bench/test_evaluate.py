@@ -15,7 +15,7 @@ from streamer.offline.labels import LabelError, labelled_streams, read_labels
 from streamer.recording.writer import simulate_to_file
 from streamer.sim.publisher import FeedConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EPOCH = 1_764_600_000_000_000_000
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from radarstream import RadarstreamError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 

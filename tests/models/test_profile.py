@@ -152,7 +152,7 @@ def test_randomised_candidate_weights_conform():
 
     from models.bundle import load_bundle
 
-    w = Path(__file__).resolve().parents[1] / "models" / "candidates" / "randomised"
+    w = Path(__file__).resolve().parents[2] / "models" / "candidates" / "randomised"
     bundle = load_bundle(w, require_all=True)
     assert bundle.profile.rate_envelope_hz == (5.0, 50.0) and bundle.pooled.pooling == "attention"
     assert check_stream(bundle.profile, 100_000_000) is None  # 10 Hz is inside its envelope

@@ -32,7 +32,7 @@ from streamer.recording.scan import is_complete, recorded_record_gaps, scan
 from streamer.recording.replay import Replayer, ReplayController, Recording, iter_messages, publish_recording
 from tests.streamkit import collect, preds_by_sensor, running_service
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 CLI = [sys.executable, "-m", "tools.cmd_record"]
 
 

@@ -27,7 +27,7 @@ from gui.window import MainWindow, WindowConfig  # noqa: E402
 from gui.worker import WorkerConfig, WorkerThread  # noqa: E402
 from streamer.sim.simulator import RadarConfig  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WAIT_MS = 30_000  # "eventually", on a loaded 2-core machine
 
 
