@@ -20,6 +20,9 @@ from gui.stream import Batch, natural_key
 class SensorLatest:
     samples: int = 0
     causal_m: float = math.nan
+    best_m: float = math.nan
+    """The product's best estimate: the hybrid where the service publishes it, else the causal."""
+    best_std_m: float = math.nan
     truth_m: float = math.nan
     snr_db: float = math.nan
     bidir_m: float = math.nan
@@ -48,7 +51,10 @@ class HeadlessSummary:
             s.truth_m = float(ch.dmin_m[-1])
             s.snr_db = float(ch.snr_db[-1])
         for sensor, ch in batch.preds.items():
-            self.sensors.setdefault(sensor, SensorLatest()).causal_m = float(ch.y_m[-1])
+            s = self.sensors.setdefault(sensor, SensorLatest())
+            s.causal_m = float(ch.y_m[-1])
+            best, std = ch.best()
+            s.best_m, s.best_std_m = float(best[-1]), float(std[-1])
         for sensor, chunks in batch.rescores.items():
             s = self.sensors.setdefault(sensor, SensorLatest())
             ch = chunks[-1]
@@ -89,11 +95,12 @@ class HeadlessSummary:
         for name in names[: self.max_sensors]:
             s = self.sensors[name]
             rate = (s.samples - self.last_counts.get(name, 0)) / dt
-            line = f"  {name:<12} {rate:6.1f} Hz  causal {_m(s.causal_m)}"
+            sigma = f" ± {s.best_std_m:4.0f} m" if math.isfinite(s.best_std_m) else "        "
+            line = f"  {name:<12} {rate:6.1f} Hz  best {_m(s.best_m)}{sigma}  causal {_m(s.causal_m)}"
             if math.isnan(s.truth_m):
                 line += "  truth      –  (no target)      "
             else:
-                line += f"  truth {_m(s.truth_m)}  error {s.causal_m - s.truth_m:+6.0f} m"
+                line += f"  truth {_m(s.truth_m)}  error {s.best_m - s.truth_m:+6.0f} m"
             if not math.isnan(s.snr_db):
                 line += f"  SNR {s.snr_db:5.1f} dB"
             if s.rescored:
