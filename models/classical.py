@@ -863,15 +863,6 @@ class RecursiveCPAFit:
         c0, c1, c2 = self._coef
         return self._t0 - self._cfg.time_scale_s * c1 / (2.0 * c2)
 
-    def vertex_in_data(self, margin_s: float = 0.0) -> bool:
-        """True when the fit's CPA lies at least ``margin_s`` after its own first sample: the
-        vertex is inside the data it was fitted on (a fit restarted on the receding leg only, after
-        a manoeuvre broke the track, extrapolates its vertex backwards and is False here)."""
-        if self._coef is None or not self._coef[2] > 0.0:
-            return False
-        c0, c1, c2 = self._coef
-        return -c1 / (2.0 * c2) >= margin_s * self._inv_ts
-
     def _reject(self, t: float, d: float, e: float) -> None:
         self._n_rej += 1
         self._consec += 1
@@ -997,10 +988,7 @@ class StreamingCPAEstimator:
     (fresh fit, fresh RNG), so encounters never contaminate each other. Per-sample output is the
     current encounter's dmin_norm; NaN where it has no valid fit, and NaN once more than ``gap_s``
     has passed since the last detection (the encounter is over). Times must be non-decreasing,
-    also across calls; the output does not depend on how the stream is chunked. Within an
-    encounter, once a fit has seen its closest approach (vertex inside its data and passed), a
-    later refit (after a manoeuvre broke the track) is only reported once it has seen a vertex of
-    its own: an extrapolated vertex does not replace an observed one.
+    also across calls; the output does not depend on how the stream is chunked.
 
     Online vocabulary (radarstream.online): ``update(block)`` takes integer-nanosecond times and
     returns ``[T, 5]`` = :data:`CPA_OUTPUTS` (estimate, its σ, whether the fit's CPA is at least
@@ -1025,7 +1013,6 @@ class StreamingCPAEstimator:
         self._last_sample_ns: int | None = None
         self._last_det_ns: int | None = None
         self._last = (math.nan, math.nan, 0.0, math.nan, math.nan)
-        self._kept: tuple[float, float, float, float] | None = None  # see _run
 
     def current(self) -> CPAFitResult:
         """The current (or, until the next detection, the last) encounter's fit."""
@@ -1033,13 +1020,12 @@ class StreamingCPAEstimator:
 
     def get_state(self) -> dict:
         return {"fit": self._fit.get_state(), "origin_ns": self._origin_ns, "last_sample_ns": self._last_sample_ns,
-                "last_det_ns": self._last_det_ns, "last": self._last, "kept": self._kept}
+                "last_det_ns": self._last_det_ns, "last": self._last}
 
     def set_state(self, state: dict) -> None:
         self._fit.set_state(state["fit"])
         self._origin_ns, self._last_sample_ns = state["origin_ns"], state["last_sample_ns"]
         self._last_det_ns, self._last = state["last_det_ns"], tuple(state["last"])
-        self._kept = None if state["kept"] is None else tuple(state["kept"])
 
     def update(self, block) -> np.ndarray:
         """``[T, 5]`` :data:`CPA_OUTPUTS` after each sample of ``block`` (a radarstream.online.Block)."""
@@ -1079,27 +1065,22 @@ class StreamingCPAEstimator:
         res_det = np.empty((det_idx.size, len(CPA_OUTPUTS)))
         fit, limit = self._fit, self._gap_ns + _CLOCK_TOLERANCE_NS
         push = fit._push
-        last, start, kept = self._last_det_ns, self._origin_ns, self._kept
+        last, start = self._last_det_ns, self._origin_ns
         prev_start = start if start is not None else 0
         det_start = np.empty(det_idx.size, np.int64)
         for k, (tn, di, ai) in enumerate(zip(det_ns.tolist(), d_arr[det_idx].tolist(), det_a)):
             if last is None or tn - last > limit:
                 if last is not None:
                     fit.reset()
-                start, kept = tn, None
+                start = tn
             ts = (tn - start) * 1e-9 if det_s is None else det_s[k]
             est = push(ts, di, ai)
             # column 4 holds the CPA's time in the fit's clock until the rows are filled
             row = (est, fit.dmin_std_norm() if est == est else math.nan, float(fit.cpa_passed(ts, margin_s)), fit.chi2(),
                    fit.cpa_time())
             det_start[k] = start
-            if row[2] > 0.5 and fit.vertex_in_data(margin_s):
-                kept = row  # the encounter's latest fit that saw its closest approach
-            elif kept is not None:
-                row = kept  # a refit that only extrapolates its vertex does not replace it
             res_det[k] = row
             last = tn
-        self._kept = kept
         # each sample takes the outputs of the latest detection at or before it, unless stale
         pos = np.searchsorted(det_idx, np.arange(n), side="right") - 1
         have = pos >= 0
