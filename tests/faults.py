@@ -366,15 +366,20 @@ def serve_process(weights, feeds: tuple[str, ...], *extra: str, log_path: Path, 
             assert col.wait(lambda: bool(col.events("stats")), 60), log_path.read_text()
             yield proc, col
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_process(proc)
             col.close()
             ctx.term()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGINT (a clean stop: files finished, sockets closed), then kill if it does not exit."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def cpu_seconds(pid: int) -> float:

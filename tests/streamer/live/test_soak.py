@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.faults import FULL, ROOT, SIMULATOR, free_port, last_stats, serve_process
+from tests.faults import FULL, ROOT, SIMULATOR, free_port, last_stats, serve_process, stop_process
 
 # ------------------------------------------------------------------ 11. soak
 
@@ -51,13 +51,7 @@ def test_soak_16_sensors_at_1khz_with_rescoring_and_recording(tiny_weights, tmp_
                 stats = last_stats(col)
         finally:
             for p in (sim, rec):
-                if p.poll() is None:
-                    p.send_signal(signal.SIGINT)
-                    try:
-                        p.wait(15)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+                stop_process(p)
     steady = [m.meta for t, m in col.events("stats") if m.meta["samples_per_s"] > 0]
     base = np.mean([r for t, r in rss if warmup - 1 <= t <= warmup + 1])
     tail = max(r for t, r in rss if t >= seconds - 3)
