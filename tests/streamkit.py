@@ -47,11 +47,19 @@ def _handshake(feed, out, timeout=10.0):
         blk = P.make_block(P.Kind.SAMPLES, np.ones((1, 2), np.float32), epoch=1, seq=seq, t0_ns=0, period_ns=1)
         feed.send_multipart(P.encode_message(P.Message(P.Kind.SAMPLES, "probe", blk)))
         seq += 1
-        if out.poll(100):
+        if out.poll(100) and _is_probe(out.recv_multipart()):
+            # only the probe's own answer proves the feed is connected: a stats or heartbeat
+            # message can come first, and the probe blocks sent before the feed's connection
+            # was live were dropped (the slow joiner)
             while out.poll(200):
                 out.recv_multipart()
             return
     raise TimeoutError("service did not answer the probe")
+
+
+def _is_probe(frames) -> bool:
+    m = P.decode_message(frames)
+    return not isinstance(m, P.DecodeError) and m.sensor == "probe"
 
 
 def collect(out, until, timeout=20.0):
