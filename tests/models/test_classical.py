@@ -401,3 +401,30 @@ def test_junk_detections_find_no_consensus() -> None:
     assert fit.estimate().failure == "too_few_inliers"
     assert fit.n_rejected == 0  # nothing is judged before a consensus exists
     assert np.all(np.isnan(StreamingCPAEstimator().process(t, d)))
+
+
+def test_a_fit_restarted_on_the_outgoing_leg_is_not_trusted_by_the_hybrid() -> None:
+    """The known failure of issue 13: a target that changes course after its CPA makes the
+    online fit restart on the outgoing leg; that fit matches its few recent points well, and its
+    vertex (an extrapolated Dmin, hundreds of metres off) lies before them. The hybrid must keep
+    the LSTM's estimate then, and still use the fit that observed its own vertex."""
+    from models.hybrid import OnlineHybrid
+    from radarstream.online import Block
+
+    rate = 20.0
+    t = np.arange(-12.0, 16.0, 1.0 / rate)
+    before = np.sqrt(50.0**2 + (40.0 * t) ** 2)  # the pass: Dmin 50 m at t = 0
+    after = np.sqrt(400.0**2 + (90.0 * (t + 6.0)) ** 2)  # from t = 4 s another geometry, CPA at -6 s
+    rng = np.random.default_rng(3)
+    distance = np.where(t < 4.0, before, after) + rng.normal(0.0, 1.0, t.shape)
+    x = np.stack([np.full_like(t, 1e3), distance], axis=1).astype(np.float32)  # bright: 60 dB
+    lstm = np.full(t.shape, 0.123)
+    blk = Block.regular(x, period_ns=50_000_000, estimate=lstm)
+    out = OnlineHybrid(CPAFitConfig()).update(blk)
+    classical, hybrid = out[:, 0] * 1000.0, out[:, 2]
+    at = lambda s: int(np.searchsorted(t, s))  # noqa: E731
+    assert abs(classical[at(3.5)] - 50.0) < 5.0 and abs(hybrid[at(3.5)] * 1000.0 - 50.0) < 5.0
+    assert classical[-1] > 300.0  # the restarted fit: well-posed, wrong
+    np.testing.assert_array_equal(hybrid[at(8.0):], lstm[at(8.0):])  # ... and not used
+    with pytest.raises(ValueError, match="vertex_slack_s"):
+        CPAFitConfig(vertex_slack_s=-1.0)
