@@ -78,7 +78,13 @@ class DminRegressorLSTM(nn.Module):
             self.attn = nn.MultiheadAttention(width, num_heads, batch_first=True)
         self.regressor = nn.Sequential(nn.Linear(width, 64), nn.ReLU(), nn.Linear(64, 1), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None):
+        """``x [B, T, C]`` -> ``y [B]`` (and the attention weights). ``lengths [B]`` (optional):
+        the real length of each right-padded row; the LSTM then runs packed (the backward
+        direction starts at each row's own end) and every pooling ignores the padded steps
+        (their attention weights are 0). Without ``lengths`` every step counts, as before."""
+        if lengths is not None:
+            return self._forward_padded(x, lengths)
         out, _ = self.lstm(self.normalizer(x))  # [B, T, width]
         weights = None
         if self.pooling == "mean":
@@ -94,7 +100,31 @@ class DminRegressorLSTM(nn.Module):
         y = self.regressor(context).squeeze(-1)
         return y if weights is None else (y, weights)
 
-    def _self_attention(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_padded(self, x: torch.Tensor, lengths: torch.Tensor):
+        """``forward`` over right-padded rows: packed LSTM, masked pooling."""
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        t = x.shape[1]
+        n = torch.as_tensor(lengths).to(torch.int64).cpu().clamp(1, t)
+        packed = pack_padded_sequence(self.normalizer(x), n, batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=t)  # pads are 0
+        valid = torch.arange(t)[None, :] < n[:, None]  # [B, T]
+        weights = None
+        if self.pooling == "mean":
+            context = out.sum(dim=1) / n[:, None].to(out.dtype)
+        elif self.pooling == "last":
+            context = out[torch.arange(out.shape[0]), n - 1]
+        elif self.pooling == "attention":
+            scores = self.attn(out).squeeze(-1).masked_fill(~valid, float("-inf"))
+            weights = torch.softmax(scores, dim=1)
+            context = torch.sum(weights.unsqueeze(-1) * out, dim=1)
+        else:
+            attended, weights = self._self_attention(out, valid)
+            context = (attended * valid.unsqueeze(-1)).sum(dim=1) / n[:, None].to(out.dtype)
+        y = self.regressor(context).squeeze(-1)
+        return y if weights is None else (y, weights)
+
+    def _self_attention(self, out: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``self.attn(out, out, out)`` written out with the module's own weights.
 
         Same numbers as ``nn.MultiheadAttention`` (tested), but with reshapes that keep the time
@@ -108,6 +138,9 @@ class DminRegressorLSTM(nn.Module):
         q, k, v = qkv.chunk(3, dim=-1)
         split = lambda z: z.reshape(b, t, heads, d).transpose(1, 2)  # noqa: E731  [B, h, T, d]
         q, k, v = split(q), split(k), split(v)
-        weights = torch.softmax(q @ k.transpose(-2, -1) / (d**0.5), dim=-1)  # [B, h, T, T]
+        scores = q @ k.transpose(-2, -1) / (d**0.5)
+        if valid is not None:
+            scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # [B, h, T, T]
         attended = (weights @ v).transpose(1, 2).reshape(b, t, width)
         return mha.out_proj(attended), weights

@@ -131,8 +131,17 @@ class BidirectionalRegressor(_PerStep):
         super().__init__()
         self._setup(input_size, hidden_size, num_layers, head_hidden, r_max_m, profile, uncertainty, std_scale, True)
 
-    def forward(self, x: torch.Tensor, *, return_std: bool = False):
-        """x [B, T, C] -> y [B, T]; with ``return_std``: (y, std [B, T])."""
-        out, _ = self.lstm(self.normalizer(x))
+    def forward(self, x: torch.Tensor, *, return_std: bool = False, lengths: torch.Tensor | None = None):
+        """x [B, T, C] -> y [B, T]; with ``return_std``: (y, std [B, T]). ``lengths [B]``
+        (optional): the real length of each right-padded row; the LSTM then runs packed, so the
+        backward direction starts at each row's own end (outputs at padded steps are meaningless)."""
+        if lengths is not None:
+            from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+            n = torch.as_tensor(lengths).to(torch.int64).cpu().clamp(1, x.shape[1])
+            packed = pack_padded_sequence(self.normalizer(x), n, batch_first=True, enforce_sorted=False)
+            out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=x.shape[1])
+        else:
+            out, _ = self.lstm(self.normalizer(x))
         y, std = self._outputs(out, return_std)
         return (y, std) if return_std else y

@@ -25,6 +25,14 @@ from streamer.sim.datasets import encounter_windows, stream_windows
 from streamer.sim.simulator import RadarConfig
 
 
+NORMALISATION = {
+    "amplitude": "log10(max(amplitude / noise_rms, 1e-3))",
+    "distance": "distance / r_max_m on a detection (distance >= 0), -1 otherwise",
+    "period": "ln(period_s / 0.05) from input channel 2 (input_size 3 only)",
+}
+"""What every weights JSON says about the inputs (``r_max_m`` added per model)."""
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
     """Everything that determines a trained model besides the code."""
@@ -55,6 +63,13 @@ class TrainRecipe:
     randomised data are generated at that R_max / noise RMS, amplitudes in its units)."""
     per_stream: int = 8
     """Randomised bidir / pooled: windows (encounters) cut from each randomised stream."""
+    max_seconds: float | None = None
+    """Time budget in seconds (with ``max_minutes`` too, the shorter one counts)."""
+
+    @property
+    def budget_s(self) -> float | None:
+        budgets = [b for b in (self.max_seconds, self.max_minutes * 60 if self.max_minutes else None) if b]
+        return min(budgets) if budgets else None
 
 
 def envelope_of(X: np.ndarray, profile: RadarProfile, block: int = 400, margin_db: float = 3.0) -> AmplitudeEnvelope:
@@ -158,7 +173,7 @@ def train(recipe: TrainRecipe, out_dir: str | Path, *, progress: bool = True) ->
     hist = fit(
         model, X, y, mask, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
         seed=recipe.seed, loss=recipe.loss, progress=progress, tbptt=recipe.tbptt, patience=recipe.patience,
-        max_seconds=recipe.max_minutes * 60 if recipe.max_minutes else None,
+        max_seconds=recipe.budget_s,
     )
     calibration = _calibrate(model, recipe, recipe.seed + 5000) if recipe.randomised else None
     r_max = profile.r_max_m if profile is not None else radar.r_max_m
@@ -166,12 +181,7 @@ def train(recipe: TrainRecipe, out_dir: str | Path, *, progress: bool = True) ->
         "model": type(model).__name__,
         "kind": recipe.kind,
         "config": model.config,
-        "normalisation": {
-            "amplitude": "log10(max(amplitude / noise_rms, 1e-3))",
-            "distance": "distance / r_max_m on a detection (distance >= 0), -1 otherwise",
-            "period": "ln(period_s / 0.05) from input channel 2 (input_size 3 only)",
-            "r_max_m": r_max,
-        },
+        "normalisation": dict(NORMALISATION, r_max_m=r_max),
         "radar": "randomised (streamer.sim.randomised.RandomisedRadar defaults)" if recipe.randomised else asdict(radar),
         "recipe": asdict(recipe),
         "history": hist.as_dict(),
