@@ -37,6 +37,19 @@ class StreamPolicy:
     """Longest run (one pred block): contiguous messages merged in one drain are cut at this many
     samples, so the service never publishes a block a compliant reader refuses (the protocol's
     limit is 65,536 rows)."""
+    max_rows_per_call: int = 65536
+    """Most rows (sensors × steps) one backend call takes: a group of long runs is split by
+    sensors, so the model's working memory (the LSTM's per-step outputs of every layer: ~1 KiB
+    a row at hidden size 64) stays bounded whatever a drain holds — 40 runs of 65,536 samples
+    once made one 2.6 M-row call and a 4.7 GiB peak. Outputs do not depend on it
+    (tests/streamer/live/test_engine_memory.py)."""
+
+    def __post_init__(self) -> None:
+        if self.max_gap < 0:
+            raise ValueError(f"StreamPolicy.max_gap must be >= 0, got {self.max_gap}")
+        for name in ("duplicate_window", "max_sensors", "max_run", "max_rows_per_call"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"StreamPolicy.{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -300,14 +313,7 @@ class StreamEngine:
         slots = np.fromiter((st.slot for st in sts), np.int64, n)
         x = rec["data"][batch.where[:, 1]]  # [n, t, C]: the values np.stack of the parts gives
         seq_l, t0_l, per_l = batch.seq.tolist(), batch.t0_ns.tolist(), batch.period_ns.tolist()
-        pool = self.pool
-        y, y_std, hn, cn = self.backend.run_full(model_input(x, per_l, self.backend.input_size),
-                                                 pool.h[:, slots], pool.c[:, slots])
-        pool.h[:, slots] = hn
-        pool.c[:, slots] = cn
-        self.calls[(n, t)] += 1
-        y = y.copy()
-        y_std = None if y_std is None else y_std.copy()
+        y, y_std = self._step(x, per_l, slots)
         recv = batch.recv_ns
         recv_rows = recv[:, None] if t == 1 else np.repeat(recv[:, None], t, axis=1)
         runs = []
@@ -477,6 +483,27 @@ class StreamEngine:
                 runs.extend(self._run_group(t, group))
         return runs
 
+    def _step(self, x: np.ndarray, periods: list[int], slots: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Run the backend over ``x`` [n, t, C] from the sensors' pooled state and store the new
+        state: ``(y, y_std)``, arrays of their own (the backend reuses its buffers). Calls hold at
+        most ``policy.max_rows_per_call`` rows (sensors are split, never time)."""
+        n, t = x.shape[0], x.shape[1]
+        per_call = max(1, self.policy.max_rows_per_call // max(t, 1))
+        ys, stds = [], []
+        for a in range(0, n, per_call):
+            b = min(a + per_call, n)
+            sl = slots[a:b]
+            y, y_std, hn, cn = self.backend.run_full(model_input(x[a:b], periods[a:b], self.backend.input_size),
+                                                     self.pool.h[:, sl], self.pool.c[:, sl])
+            self.pool.h[:, sl] = hn
+            self.pool.c[:, sl] = cn
+            self.calls[(b - a, t)] += 1
+            ys.append(y.copy())
+            stds.append(None if y_std is None else y_std.copy())
+        if len(ys) == 1:
+            return ys[0], stds[0]
+        return np.concatenate(ys), (None if stds[0] is None else np.concatenate(stds))
+
     def _run_group(self, t: int, group: list[_Pending]) -> list[Run]:
         slots = np.fromiter((self.sensors[p.sensor].slot for p in group), np.int64, len(group))
         for p in group:  # resets decided while admitting apply here, after the sensor's earlier runs
@@ -490,15 +517,8 @@ class StreamEngine:
             x = src[0]["data"][[p.src[1] for p in group]]  # one gather: the same values np.stack gives
         else:
             x = np.stack([p.parts[0] if len(p.parts) == 1 else np.concatenate(p.parts) for p in group])
-        h = self.pool.h[:, slots]
-        c = self.pool.c[:, slots]
-        y, y_std, hn, cn = self.backend.run_full(model_input(x, [p.period_ns for p in group], self.backend.input_size), h, c)
-        self.pool.h[:, slots] = hn
-        self.pool.c[:, slots] = cn
-        self.calls[(len(group), t)] += 1
+        y, y_std = self._step(x, [p.period_ns for p in group], slots)
         out = []
-        y = y.copy()  # the backend's buffer is reused: one copy, each run a row of it
-        y_std = None if y_std is None else y_std.copy()
         recv1 = np.fromiter((p.recv[0] for p in group), np.int64, len(group)) if t == 1 else None
         for k, p in enumerate(group):
             if recv1 is not None:

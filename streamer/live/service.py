@@ -82,6 +82,10 @@ class ServiceConfig:
     max_drain: int = 4096
     """Most messages handled per loop iteration: large enough to batch, small enough that a
     backlog does not make every prediction of the batch wait for thousands of others."""
+    max_drain_bytes: int = 16 << 20
+    """Most bytes of received frames per drain (the drain stops at the message that reaches
+    it): ``max_drain`` bounds messages, this bounds rows — 4,096 maximum-size messages are 2 GiB
+    of samples, and every row costs ~150 bytes more of outputs on its way through."""
     poll_ms: int = 50
     log_interval_s: float = 5.0
     """Minimum time between two log lines about the same kind of bad input (rate limit)."""
@@ -128,6 +132,8 @@ class ServiceConfig:
             raise ConfigError(f"stats interval must be > 0 seconds, got {self.stats_interval_s}")
         if self.max_drain < 1:
             raise ConfigError(f"max_drain must be >= 1, got {self.max_drain}")
+        if self.max_drain_bytes < 1:
+            raise ConfigError(f"max_drain_bytes must be >= 1, got {self.max_drain_bytes}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint interval must be >= 1 sample, got {self.checkpoint_every}")
         if self.alert is not None and not self.hybrid:
@@ -401,13 +407,19 @@ class StreamService:
         recvs: list[int] = []
         recv, clock = sub.recv_multipart, time.perf_counter_ns
         emptied_at = None
+        budget = self.config.max_drain_bytes
         for _ in range(self.config.max_drain):
             try:
-                msgs.append(recv(_NOBLOCK))
+                frames = recv(_NOBLOCK)
             except zmq.Again:
                 emptied_at = time.monotonic()
                 break
+            msgs.append(frames)
             recvs.append(clock())
+            if len(frames) > 1:
+                budget -= len(frames[1])
+                if budget <= 0:
+                    break
         if msgs:
             self.handle(msgs, recvs, pub)
         return emptied_at
