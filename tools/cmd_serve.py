@@ -35,7 +35,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               backend=args.backend if args.backend in ("onnx", "torch") else "onnx", process=True)
         if args.rescore else None,
         health=HealthConfig(lag_threshold_s=args.lag_threshold, max_sensor_rate=args.max_sensor_rate,
-                            heartbeat_ivl_ms=args.heartbeat_ivl),
+                            heartbeat_ivl_ms=args.heartbeat_ivl, feed_heartbeat=args.feed_heartbeat),
         curve=curve_config(args),
     )
     service = StreamService(cfg, backend, weights_dir=args.weights)
@@ -91,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_option(sv, "--max-sensor-rate", HealthConfig, "max_sensor_rate", type=float, metavar="HZ",
                      default_text="unlimited")
     add_field_option(sv, "--heartbeat-ivl", HealthConfig, "heartbeat_ivl_ms", metavar="MS")
+    add_field_option(sv, "--feed-heartbeat", HealthConfig, "feed_heartbeat", action="store_true")
     add_curve_arguments(sv)
     sv.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sv.set_defaults(func=cmd_serve)

@@ -33,7 +33,14 @@ class HealthConfig:
     check_interval_s: float = 0.05
     """How often silent sensors are looked for (vectorised over all sensors)."""
     heartbeat_ivl_ms: int = 1000
-    """ZMTP PING interval on every service socket (ZMQ_HEARTBEAT_IVL); 0 disables heartbeats."""
+    """ZMTP PING interval (ZMQ_HEARTBEAT_IVL) on the output socket, and on the feed socket with
+    ``feed_heartbeat``; 0 disables heartbeats."""
+    feed_heartbeat: bool = False
+    """ZMTP heartbeats on the feed socket too (a hung publisher is dropped within 3 intervals).
+    Off by default: while the receive queue is full the feed is not read, a healthy publisher's
+    heartbeat times out, and libzmq (≤ 4.3.5, issue #3937) aborts the process on that disconnect
+    (``Assertion failed: _input_stopped``). Without them the feed uses TCP keepalive (a dead host
+    is dropped after ~25 s) and silent sensors are reported by the silence monitor."""
     heartbeat_timeout_ms: int | None = None
     """Close a connection this long after a PING without any traffic (default 2 × interval, so a
     hung peer is dropped within 3 intervals of its last message)."""

@@ -262,7 +262,12 @@ class StreamService:
     def _tune(self, sock: zmq.Socket) -> None:
         """Heartbeats and reconnection: a hung peer is dropped and a returning one re-joined."""
         h = self.config.health
-        if h.heartbeat_ivl_ms > 0:
+        if sock.type == zmq.SUB and not h.feed_heartbeat:
+            sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+            sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 10)
+            sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 5)
+            sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, 3)
+        elif h.heartbeat_ivl_ms > 0:
             sock.setsockopt(zmq.HEARTBEAT_IVL, h.heartbeat_ivl_ms)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, h.heartbeat_timeout)
             sock.setsockopt(zmq.HEARTBEAT_TTL, min(h.heartbeat_timeout + h.heartbeat_ivl_ms, 6_553_500))
@@ -888,6 +893,54 @@ class StreamService:
             self._last_log[key] = now
         else:
             self._suppressed[key] += 1
+
+    def get_state(self) -> dict:
+        """Everything that decides this service's future outputs, for every sensor: the engine's
+        stream position and ``(h, c)``, the classical fit, the out-of-domain averages and the
+        near-miss detector (plain values and arrays; streamer/cluster checkpoints it). Not
+        included: health timers, event budgets, delayed-label metrics and stats (they describe
+        this process's life, not the streams)."""
+        eng = self.engine
+        sensors = {}
+        for s, st in eng.sensors.items():
+            h, c, epoch, next_seq = eng.get_state(s)
+            sensors[s] = {"h": h, "c": c, "epoch": epoch, "next_seq": next_seq, "period_ns": st.period_ns,
+                          "samples": st.samples, "counters": dict(st.counters), "reset_pending": st.reset_pending}
+        dom = self._domain
+        return {
+            "sensors": sensors, "counters": dict(eng.counters),
+            "hybrid": {s: h.get_state() for s, h in self._hybrids._by_sensor.items()},
+            "domain": None if dom is None else {"rows": {s: dom._state[k].copy() for s, k in dom._slot.items()},
+                                                "out": dict(dom._out), "clean": dict(dom._clean)},
+            "alerts": {s: a.get_state() for s, a in self._alerts.items()},
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Resume from :meth:`get_state` (of a service with the same model and options), in a
+        service that has seen nothing yet."""
+        from collections import Counter as _Counter
+
+        eng = self.engine
+        for s, v in state["sensors"].items():
+            eng.set_state(s, v["h"], v["c"], int(v["epoch"]), int(v["next_seq"]))
+            st = eng.sensors[s]
+            st.period_ns, st.samples, st.reset_pending = int(v["period_ns"]), int(v["samples"]), bool(v["reset_pending"])
+            st.counters = _Counter(v["counters"])
+        eng.counters = _Counter(state["counters"])
+        for s, v in state["hybrid"].items():
+            hyb = self._hybrids._by_sensor[s] = self._hybrids._make()
+            hyb.set_state(v)
+        dom = self._domain
+        if dom is not None and state.get("domain") is not None:
+            rows = state["domain"]["rows"]
+            slots = dom._slots(list(rows))
+            for k, row in zip(slots.tolist(), rows.values()):
+                dom._state[k] = row
+            dom._out, dom._clean = dict(state["domain"]["out"]), dict(state["domain"]["clean"])
+        if self.config.alert is not None:
+            for s, v in state["alerts"].items():
+                det = self._alerts[s] = NearMissDetector(self.config.alert)
+                det.set_state(v)
 
     def snapshot(self, now: float | None = None) -> dict:
         """The stats message body: rates since the last one, latency percentiles, all counters."""

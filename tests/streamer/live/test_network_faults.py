@@ -245,7 +245,7 @@ def test_late_joiner_silent_peer_heartbeat_and_reconnection(tiny_weights, offlin
     time.sleep(0.5)  # the publisher has been running before the service exists
     fig: dict = {}
     try:
-        with serving(tiny_weights, feeds=(endpoint,), health=HealthConfig(heartbeat_ivl_ms=hb_ms)) as (service, _, col):
+        with serving(tiny_weights, feeds=(endpoint,), health=HealthConfig(heartbeat_ivl_ms=hb_ms, feed_heartbeat=True)) as (service, _, col):
             assert col.wait(lambda: len(col.preds("s0")) >= 50 and len(col.preds("s1")) >= 50, 20)
             starts = {m.sensor: m.meta["sensor_epoch"] for _, m in col.events("new_sensor")}
             assert {"s0", "s1"} <= set(starts)
