@@ -169,6 +169,18 @@ def _rows(t: torch.Tensor | None, idx, length: int | None):
     return r[:, :length] if length is not None and r.ndim >= 2 else r
 
 
+def _length_batches(perm: np.ndarray, lengths: np.ndarray, batch_size: int, gen: torch.Generator) -> list:
+    """Batches of rows of similar length: the shuffled rows sorted by length within pools of 8
+    batches, cut into batches, the batches shuffled."""
+    pool = 8 * batch_size
+    batches = []
+    for s in range(0, len(perm), pool):
+        part = perm[s : s + pool]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches += [part[k : k + batch_size] for k in range(0, len(part), batch_size)]
+    return [batches[k] for k in torch.randperm(len(batches), generator=gen).tolist()]
+
+
 def fit(
     model: nn.Module,
     X,
@@ -203,7 +215,8 @@ def fit(
     Per-step losses are exact: the padded steps are masked out, a causal model's outputs at the
     real steps cannot see the padding after them, and models whose ``forward`` takes
     ``lengths=`` (``BidirectionalRegressor``, ``DminRegressorLSTM``) get each row's length (packed
-    LSTM, pooling over the real steps only). Each batch is cut to its longest row.
+    LSTM, pooling over the real steps only). Batches group rows of similar length (shuffled
+    pools of 8 batches, sorted by length) and are cut to their longest row.
 
     ``validation=(X_val, y_val[, mask_val])`` (arrays or lists, as ``X``) replaces the seeded
     split: every row of ``X`` trains, these rows validate (e.g. a split by encounter made by
@@ -277,8 +290,10 @@ def fit(
                 count += 1
         else:
             perm = train_idx[torch.randperm(len(train_idx), generator=gen).numpy()]
-            for s in range(0, len(perm), batch_size):
-                idx = perm[s : s + batch_size]
+            batches = [perm[s : s + batch_size] for s in range(0, len(perm), batch_size)]
+            if tl is not None:  # variable length: batches of similar lengths (less padding), in random order
+                batches = _length_batches(perm, lengths, batch_size, gen)
+            for idx in batches:
                 bl = tl[idx] if tl is not None else None
                 cut = int(bl.max()) if bl is not None else None
                 m = _rows(tm, idx, cut)

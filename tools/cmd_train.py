@@ -103,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--labels", nargs="+", default=None, metavar="FILE.csv",
                    help="with --from: one label file per recording, in order (default: the truth channel)")
     t.add_argument("--mix-sim", type=float, default=None, metavar="FRACTION",
-                   help="with --from: share of simulated encounters in the training rows (default 0.5)")
+                   help="with --from: share of simulated encounters in the training rows (default 0.7)")
     t.add_argument("--val-fraction", type=float, default=0.2,
                    help="with --from: share of the encounter groups held out for validation")
     t.add_argument("--report-encounters", type=int, default=100,

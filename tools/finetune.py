@@ -10,6 +10,7 @@ into the output directory.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -31,7 +32,7 @@ from streamer.offline.training_data import RecordingSet, Rows, load_recordings, 
 from tools.finetune_report import measure, report, sets
 from tools.recipes import NORMALISATION, envelope_of
 
-DEFAULT_MIX = 0.5
+DEFAULT_MIX = 0.7
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class RecordingRecipe:
     """Weights directory to fine-tune (``shipped``: the shipped weights); the architecture,
     input channels and uncertainty head follow it. None: a fresh model."""
     mix_sim: float | None = None
-    """Share of simulated encounters in the training and validation rows (None: 0.5); ``lr``
+    """Share of simulated encounters in the training and validation rows (None: 0.7); ``lr``
     None: 1e-3 when fine-tuning, else 3e-3; ``randomised``: a fresh model with the period channel
     and an uncertainty head."""
     radar: str | None = None
@@ -64,6 +65,10 @@ class RecordingRecipe:
     hidden_size: int = 64
     num_layers: int = 2
     report_encounters: int = 100
+    tbptt: int = 512
+    """Causal: the stretches trained side by side in chunks of this many steps, state carried."""
+    early_weight: float = 1.0
+    """Loss weight of in-encounter samples more than 1 s before the CPA (per-step models)."""
 
 
 @dataclass
@@ -115,14 +120,23 @@ def prepare(r: RecordingRecipe) -> Prepared:
     return Prepared(r, data, profile, config, init, before, physics, base.rate_hz, mix)
 
 
-def _sim(p: Prepared, n: int, seed: int) -> Rows:
-    return simulated_rows(p.recipe.kind, n, physics=p.physics, r_max_m=p.profile.r_max_m, noise_rms=p.profile.noise_rms,
-                          rate_hz=p.sim_rate_hz, channels=int(p.config.get("input_size", 2)), group=p.recipe.group,
-                          window=p.recipe.window, seed=seed)
+def _sim(p: Prepared, user: Rows, seed: int) -> Rows:
+    """The simulated share next to the user's rows: ``mix`` of the encounters (of the samples
+    for causal rows, whose simulated streams hold any number of encounters)."""
+    f = p.mix / (1.0 - p.mix)
+    return simulated_rows(p.recipe.kind, int(round(f * user.encounters)), physics=p.physics, r_max_m=p.profile.r_max_m,
+                          noise_rms=p.profile.noise_rms, rate_hz=p.sim_rate_hz, channels=int(p.config.get("input_size", 2)),
+                          group=p.recipe.group, window=p.recipe.window, seed=seed, early=p.recipe.early_weight,
+                          n_samples=int(round(f * sum(x.shape[0] for x in user.X))))
 
 
-def _n_sim(mix: float, n: int) -> int:
-    return int(round(mix / (1.0 - mix) * n)) if mix > 0 else 0
+def _val_loss(model, rows: Rows, loss: str) -> float:
+    from models.training import evaluate, pad_sequences
+
+    X, y, m, n = pad_sequences(rows.X, rows.targets(), rows.mask)
+    t = torch.from_numpy
+    return evaluate(model, t(X), t(y), None if m is None else t(m), loss, lengths=t(n))[0]
+
 
 def _profile_of(p: Prepared, train: Rows) -> RadarProfile:
     lo, hi = p.profile.rate_envelope_hz
@@ -141,11 +155,11 @@ def run(p: Prepared, out_dir: str | Path, *, progress: bool = True) -> dict[str,
     r, t0 = p.recipe, time.perf_counter()
     torch.manual_seed(r.seed)
     c = int(p.config.get("input_size", 2))
-    train = rows_for(r.kind, p.data, p.data.train, channels=c, window=r.window, seed=r.seed)
-    val = rows_for(r.kind, p.data, p.data.val, channels=c, window=r.window, seed=r.seed + 1)
+    train = rows_for(r.kind, p.data, p.data.train, channels=c, window=r.window, seed=r.seed, early=r.early_weight)
+    val = rows_for(r.kind, p.data, p.data.val, channels=c, window=r.window, seed=r.seed + 1, early=r.early_weight)
     n_user = (train.encounters, val.encounters)
-    train.extend(_sim(p, _n_sim(p.mix, train.encounters), r.seed))
-    val.extend(_sim(p, _n_sim(p.mix, val.encounters), r.seed + 1000))
+    train.extend(_sim(p, train, r.seed))
+    val.extend(_sim(p, val, r.seed + 1000))
     profile = _profile_of(p, train)
     config = {k: v for k, v in p.config.items() if k != "r_max_m"}
     model = build_model(r.kind, dict(config, profile=profile.to_dict()))
@@ -155,9 +169,13 @@ def run(p: Prepared, out_dir: str | Path, *, progress: bool = True) -> dict[str,
     before = {} if p.before_dir is None else measure(p, p.before_dir, load_model(r.kind, p.before_dir)[0].profile,
                                                       user_sets, default_sets)
     lr = r.lr if r.lr is not None else (1e-3 if p.init_dir is not None else 3e-3)
+    start, start_loss = copy.deepcopy(model.state_dict()), _val_loss(model, val, r.loss)
     hist = fit(model, train.X, train.targets(), train.mask, validation=(val.X, val.targets(), val.mask),
                epochs=r.epochs, batch_size=r.batch_size, lr=lr, seed=r.seed, loss=r.loss, patience=r.patience,
-               max_seconds=r.max_seconds, progress=progress)
+               max_seconds=r.max_seconds, progress=progress, tbptt=r.tbptt if r.kind == "causal" else None)
+    kept = p.init_dir is not None and not hist.best_val_loss < start_loss
+    if kept:  # no epoch beat the starting weights on validation: keep them (never ship worse)
+        model.load_state_dict(start)
     out = Path(out_dir).absolute()
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-{r.kind}-", dir=_mkdir(out.parent)))
     try:
@@ -166,7 +184,7 @@ def run(p: Prepared, out_dir: str | Path, *, progress: bool = True) -> dict[str,
             "model": type(model).__name__, "kind": r.kind, "config": model.config,
             "normalisation": dict(NORMALISATION, r_max_m=r_max),
             "radar": {"recordings": list(r.recordings), "labels": list(r.labels), "simulated_rows": p.physics},
-            "recipe": dict(asdict(r), lr=lr, mix_sim=p.mix, from_recordings=True),
+            "recipe": dict(asdict(r), lr=lr, mix_sim=p.mix, from_recordings=True, kept_starting_weights=kept),
             "history": hist.as_dict(),
             "validation": {"mae_norm": mae, "mae_m": mae * r_max, "note": "the user's validation encounters + simulated share"},
         }
@@ -175,6 +193,7 @@ def run(p: Prepared, out_dir: str | Path, *, progress: bool = True) -> dict[str,
         meta["trained_on"] = {"torch": torch.__version__, "python": platform.python_version(),
                               "seconds": round(time.perf_counter() - t0, 1)}
         meta["report"] = rep = report(p, n_user, train, val, before, after, hist, meta["trained_on"]["seconds"])
+        rep["kept_starting_weights"] = kept
         save_weights(model, stage / r.kind, meta)
         profile.to_json(stage / PROFILE_FILE)
         export_all(stage)

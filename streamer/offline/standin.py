@@ -1,6 +1,6 @@
 """A stand-in for "your own radar": a simulated radar deliberately unlike the one the shipped
-models know — 10 Hz instead of 20, R_max 2000 m instead of 1000, a receiver noise floor 6 dB
-above the unit its user believes (the profile declares noise RMS 1; the radar is 6 dB more
+models know — 10 Hz instead of 20, R_max 2000 m instead of 1000, a receiver noise floor 16 dB
+above the unit its user believes (the profile declares noise RMS 1; the radar is 16 dB more
 sensitive at R_max, so SNRs match the default law) — recorded as a real radar would be: samples
 only, no truth channel, with a label file of its encounters as GPS tracks would give them
 (docs/your-radar.md)::
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from streamer.sim.simulator import RadarConfig
 
-STANDIN = RadarConfig(rate_hz=10.0, r_max_m=2000.0, noise_gain_db=6.0, snr_at_rmax_db=6.0)
+STANDIN = RadarConfig(rate_hz=10.0, r_max_m=2000.0, noise_gain_db=16.0, snr_at_rmax_db=16.0)
 """The stand-in radar's physics."""
 EPOCH_NS = 1_750_000_000_000_000_000
 """First sample time of a stand-in recording (fixed: the same seed gives the same bytes)."""

@@ -6,9 +6,10 @@ the groups, never single samples, are split between training and validation (see
 sample of a validation encounter is ever trained on. From the groups come the rows ``fit``
 takes, one variable-length array each:
 
-* ``causal``: one row per group, from the end of the previous group (at most ``LEAD_S`` of
-  lead-in) to the end of its last encounter: the state is carried through the group's gaps and
-  encounters as the service carries it; targets Dmin / R_max on the in-encounter samples (mask).
+* ``causal``: one row per contiguous stretch of groups of one split, from the end of the
+  previous group of the other split (at most ``LEAD_S`` of lead-in) to the end of its last
+  encounter: the state is carried through the gaps and encounters as the service carries it;
+  targets Dmin / R_max on the in-encounter samples (mask).
 * ``bidir`` / ``pooled``: one row per encounter, a window of up to ``window`` samples with the
   CPA near the centre (±25 %, seeded), cut to its group's bounds; per-step targets on the
   in-encounter samples (bidir) or the encounter's Dmin / R_max (pooled).
@@ -30,15 +31,15 @@ from radarstream.errors import RadarstreamError
 from streamer.offline.labels import LabelledStream, labelled_streams
 from streamer.sim.simulator import Encounter, RadarConfig, StreamSimulator
 
-__all__ = ["MIN_ENCOUNTERS", "Group", "RecordingSet", "Rows", "TrainingDataError", "load_recordings",
+__all__ = ["MIN_ENCOUNTERS", "SIM_ROW", "Group", "RecordingSet", "Rows", "TrainingDataError", "load_recordings",
            "rows_for", "simulated_rows"]
 
 MIN_ENCOUNTERS = 4
 """Fewest labelled encounters a training set can be split from (one validates, three train)."""
 LEAD_S = 60.0
 """Longest lead-in (seconds of stream before a group's first encounter) a causal row carries."""
-MAX_SIM_ROW = 4096
-"""Simulated rows longer than this (slow passes at high rates) are skipped."""
+SIM_ROW = 2048
+"""Samples of a simulated causal row (one stream, state carried through its encounters)."""
 
 
 class TrainingDataError(RadarstreamError, ValueError):
@@ -158,15 +159,25 @@ def _channels(x: np.ndarray, period_s: float, channels: int) -> np.ndarray:
     return x
 
 
+def _weights(e: Encounter, a: int, n: int, period_s: float, early: float) -> tuple[slice, np.ndarray]:
+    """Where encounter ``e`` lies in a row starting at sample ``a`` of ``n``, and the weight of
+    each of its samples: 1 from one second before the CPA on, ``early`` before (the approach,
+    where Dmin cannot be known yet and whose errors would otherwise dominate the loss)."""
+    lo, hi = max(e.start, a), min(e.stop, a + n)
+    w = np.ones(max(hi - lo, 0), np.float32)
+    w[: max(0, min(hi, e.cpa_index - int(round(1.0 / period_s))) - lo)] = early
+    return slice(lo - a, hi - a), w
+
+
 def _cut(kind: str, samples: np.ndarray, period_s: float, g: Group, *, channels: int, window: int,
-         rng: np.random.Generator) -> Rows:
+         rng: np.random.Generator, early: float = 1.0) -> Rows:
     """The rows of one group (see the module docstring)."""
     rows = Rows(mask=None if kind == "pooled" else [])
     if kind == "causal":
         y, m = np.zeros(g.hi - g.lo, np.float32), np.zeros(g.hi - g.lo, np.float32)
         for e in g.encounters:
-            y[e.start - g.lo : e.stop - g.lo] = e.dmin_norm
-            m[e.start - g.lo : e.stop - g.lo] = 1.0
+            sl, w = _weights(e, g.lo, g.hi - g.lo, period_s, early)
+            y[sl], m[sl] = e.dmin_norm, w
         return Rows([_channels(samples[g.lo : g.hi], period_s, channels)], [y], [m], len(g.encounters))
     for e in g.encounters:
         shift = int(rng.uniform(-0.25, 0.25) * window)
@@ -180,24 +191,38 @@ def _cut(kind: str, samples: np.ndarray, period_s: float, g: Group, *, channels:
             continue
         y, m = np.zeros(b - a, np.float32), np.zeros(b - a, np.float32)
         for o in g.encounters:
-            lo, hi = max(o.start, a), min(o.stop, b)
-            if lo < hi:
-                y[lo - a : hi - a], m[lo - a : hi - a] = o.dmin_norm, 1.0
+            sl, w = _weights(o, a, b - a, period_s, early)
+            if w.size:
+                y[sl], m[sl] = o.dmin_norm, w
         rows.y.append(y)
         rows.mask.append(m)
     return rows
 
 
 def rows_for(kind: str, data: RecordingSet, groups: Sequence[Group], *, channels: int = 2, window: int = 512,
-             seed: int = 1) -> Rows:
+             seed: int = 1, early: float = 1.0) -> Rows:
     """``fit`` rows of ``kind`` from ``groups`` of ``data`` (variable length)."""
     if kind not in ("causal", "bidir", "pooled"):
         raise ValueError(f"unknown model kind {kind!r}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 15]))
     out = Rows(mask=None if kind == "pooled" else [])
+    if kind == "causal":
+        groups = _stretches(groups)
     for g in groups:
         s = data.streams[g.stream]
-        out.extend(_cut(kind, s.samples, s.period_ns / 1e9, g, channels=channels, window=window, rng=rng))
+        out.extend(_cut(kind, s.samples, s.period_ns / 1e9, g, channels=channels, window=window, rng=rng, early=early))
+    return out
+
+
+def _stretches(groups: Sequence[Group]) -> list[Group]:
+    """Adjacent groups of one stream merged: the causal model trains on the longest contiguous
+    stretches of its split, its state carried through them as the service carries it."""
+    out: list[Group] = []
+    for g in sorted(groups, key=lambda g: (g.stream, g.lo)):
+        if out and out[-1].stream == g.stream and out[-1].hi == g.lo:
+            out[-1] = Group(g.stream, out[-1].lo, g.hi, out[-1].encounters + g.encounters)
+        else:
+            out.append(g)
     return out
 
 
@@ -212,39 +237,47 @@ def _sim_stream(cfg: RadarConfig, seed, n_encounters: int) -> tuple[np.ndarray, 
 
 
 def simulated_rows(kind: str, n_encounters: int, *, physics: str, r_max_m: float, noise_rms: float = 1.0,
-                   rate_hz: float = 20.0, channels: int = 2, group: int = 4, window: int = 512, seed: int = 1) -> Rows:
+                   rate_hz: float = 20.0, channels: int = 2, group: int = 4, window: int = 512, seed: int = 1,
+                   early: float = 1.0, n_samples: int = 0) -> Rows:
     """About ``n_encounters`` encounters of simulated rows, cut as :func:`rows_for` cuts a
     recording: ``physics="default"`` the documented default radar at ``rate_hz``,
     ``"randomised"`` the domain-randomised radars (``streamer.sim.randomised``; the period
     channel carries each radar's own rate). Rendered in the user's units: ranges × ``r_max_m``
     / the simulator's R_max, amplitudes × ``noise_rms``, so that after a model's normalisation
-    they are exactly the data it was trained on (what fine-tuning must not forget)."""
+    they are exactly the data it was trained on (what fine-tuning must not forget). Causal rows
+    are streams of ``SIM_ROW`` samples, a new radar each (randomised), until ``n_samples``
+    samples (``n_encounters`` is ignored for them)."""
     from streamer.sim.randomised import RandomisedRadar, draw_radar
 
     out = Rows(mask=None if kind == "pooled" else [])
     rng = np.random.default_rng(np.random.SeedSequence([seed, 16]))
     if physics not in ("default", "randomised"):
         raise ValueError(f"unknown simulator physics {physics!r} (default | randomised)")
-    per = 1 if physics == "randomised" and kind == "causal" else group
     k = 0
-    while out.encounters < n_encounters and k <= 50 * n_encounters:
+    more = (lambda: sum(x.shape[0] for x in out.X) < n_samples) if kind == "causal" else (lambda: out.encounters < n_encounters)
+    while more() and k <= 50 * max(n_encounters, n_samples // SIM_ROW + 1):
         ss = np.random.SeedSequence([seed, 17, k])
-        if physics == "randomised":
-            cfg = draw_radar(np.random.default_rng(ss.spawn(1)[0]), RandomisedRadar())
-            samples, encs = _sim_stream(cfg, ss, per)
+        cfg = draw_radar(np.random.default_rng(ss.spawn(1)[0]), RandomisedRadar()) if physics == "randomised" \
+            else RadarConfig(rate_hz=rate_hz)
+        if kind == "causal":  # one stream per row (SIM_ROW samples), the encounters inside it
+            sim = StreamSimulator(cfg, ss)
+            samples = sim.read(SIM_ROW).samples
+            encs = [e for e in sim.encounters if e.stop <= SIM_ROW]
         else:
-            cfg = RadarConfig(rate_hz=rate_hz)
-            samples, encs = _sim_stream(cfg, ss, min(n_encounters - out.encounters, 64) + group)
+            samples, encs = _sim_stream(cfg, ss, group if physics == "randomised" else min(n_encounters - out.encounters, 64) + group)
         samples = samples.copy()
         samples[:, 0] *= np.float32(noise_rms)
         det = samples[:, 1] >= 0
         samples[det, 1] *= np.float32(r_max_m / cfg.r_max_m)
         s = LabelledStream("sim", samples, np.zeros(0, np.int64), int(round(1e9 / cfg.rate_hz)), encs)
-        for g in _groups(0, s, per if kind == "causal" else group, int(round(10.0 * cfg.rate_hz))):
-            if out.encounters >= n_encounters:
+        groups = [Group(0, 0, SIM_ROW, tuple(encs))] if kind == "causal" else \
+            _groups(0, s, group, int(round(10.0 * cfg.rate_hz)))
+        for g in groups:
+            if not more():
                 break
-            if physics == "randomised" and kind == "causal" and g.hi - g.lo > MAX_SIM_ROW:
-                continue
-            out.extend(_cut(kind, samples, 1.0 / cfg.rate_hz, g, channels=channels, window=window, rng=rng))
+            out.extend(_cut(kind, samples, 1.0 / cfg.rate_hz, g, channels=channels, window=window, rng=rng, early=early))
         k += 1
+    if kind != "causal" and out.encounters > n_encounters:  # one row per encounter: exactly n
+        out = Rows(out.X[:n_encounters], out.y[:n_encounters], None if out.mask is None else out.mask[:n_encounters],
+                   n_encounters)
     return out
