@@ -244,6 +244,10 @@ class AllowListAuthenticator:
     of the client's public key in the allow-list; why own the decision: pyzmq logs refusals at
     debug level only, and keeps the old keys when a reload fails (fail open)."""
 
+    WARNINGS_PER_INTERVAL = 5
+    """Refusal lines per ``log_interval_s`` for all keys together (random keys: each is new, so
+    the per-key limit alone let 300 handshakes write 300 lines in 7.6 s); the rest is summed up."""
+
     def __init__(self, ctx: zmq.Context, allow_dir: str | Path, *, log_interval_s: float = 5.0):
         self.ctx = ctx
         self.allow_dir = Path(allow_dir)
@@ -253,6 +257,7 @@ class AllowListAuthenticator:
         self.denied = 0
         self._fp: tuple = ()
         self._last_log: dict[bytes, tuple[float, int]] = {}
+        self._window = (-1e9, 0, 0)  # (start, warnings logged, refusals not logged) of all keys together
         self._auth = None
 
     def start(self) -> AllowListAuthenticator:
@@ -297,15 +302,25 @@ class AllowListAuthenticator:
         self.denied += 1
         now = time.monotonic()
         last, suppressed = self._last_log.get(key, (-1e9, 0))
-        if now - last >= self.log_interval_s:
+        start, logged, hidden = self._window
+        if now - start >= self.log_interval_s:
+            if hidden:
+                log.warning("refused %d more CURVE handshake(s) in the last %.0f s without a line each "
+                            "(at most %d lines per %.0f s)", hidden, now - start, self.WARNINGS_PER_INTERVAL,
+                            self.log_interval_s)
+            start, logged, hidden = now, 0, 0
+        if now - last >= self.log_interval_s and logged < self.WARNINGS_PER_INTERVAL:
             more = f" (+{suppressed} more refusals of this key)" if suppressed else ""
             log.warning("refused CURVE client key %s (domain %r): not in the allow-list %s%s",
                         key.decode("ascii", "replace"), domain, self.allow_dir, more)
             if len(self._last_log) > 4096:
                 self._last_log.clear()
             self._last_log[key] = (now, 0)
+            logged += 1
         else:
             self._last_log[key] = (last, suppressed + 1)
+            hidden += 1
+        self._window = (start, logged, hidden)
         return False
 
 

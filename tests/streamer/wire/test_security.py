@@ -185,3 +185,27 @@ def test_binding_beyond_loopback_without_curve_warns(tiny_weights, tmp_path, cap
     assert "warning" not in capsys.readouterr().err
 
 
+
+
+def test_refusal_warnings_are_rate_limited_for_all_keys_together(tmp_path, caplog):
+    """Issue 16.14: 300 handshakes with random keys (each key new, so the per-key limit alone
+    never held) write at most a handful of lines, then one line that counts the rest."""
+    from streamer.wire.security import ZAP_DOMAIN, AllowListAuthenticator
+
+    create_keys(tmp_path / "keys", ["sensor"])
+    ctx = zmq.Context()
+    try:
+        auth = AllowListAuthenticator(ctx, tmp_path / "keys" / ALLOW_DIR, log_interval_s=3600.0)
+        auth.reload()
+        caplog.set_level(logging.WARNING, logger="radarstream")
+        for _ in range(300):
+            assert auth.callback(ZAP_DOMAIN, zmq.curve_keypair()[0]) is False
+        lines = [r.getMessage() for r in caplog.records if "CURVE" in r.getMessage()]
+        assert len(lines) == AllowListAuthenticator.WARNINGS_PER_INTERVAL and auth.denied == 300
+        auth.log_interval_s = 0.0  # the interval is over: the next refusal first sums up the others
+        auth.callback(ZAP_DOMAIN, zmq.curve_keypair()[0])
+        lines = [r.getMessage() for r in caplog.records if "CURVE" in r.getMessage()]
+        assert f"refused {300 - AllowListAuthenticator.WARNINGS_PER_INTERVAL} more CURVE handshake(s)" in lines[-2]
+        assert lines[-1].startswith("refused CURVE client key")
+    finally:
+        ctx.term()
