@@ -138,6 +138,7 @@ class DomainBank:
         self._clean: dict[str, int] = {}  # out-of-domain sensors: in-domain samples since the last bad verdict
         self.profile = profile
         self._slot: dict[str, int] = {}
+        self._free: list[int] = []  # slots of forgotten sensors
         self._state = np.zeros((64, 4))  # low, high, det, n
         self._out: dict[str, str] = {}  # sensors out of domain now -> reason
         self._fresh = (0.0, 1.0, float(np.mean(self._proto._det_range)), 0.0)  # as DomainMonitor.reset
@@ -150,12 +151,20 @@ class DomainBank:
     def _slots(self, sensors: list[str]) -> np.ndarray:
         for s in sensors:
             if s not in self._slot:
-                k = len(self._slot)
+                k = self._free.pop() if self._free else len(self._slot)
                 if k >= self._state.shape[0]:
                     self._state = np.concatenate([self._state, np.zeros_like(self._state)])
                 self._state[k] = self._fresh
                 self._slot[s] = k
         return np.fromiter((self._slot[s] for s in sensors), np.int64, len(sensors))
+
+    def forget(self, sensor: str) -> None:
+        """Drop the sensor (evicted): its slot is reused."""
+        k = self._slot.pop(sensor, None)
+        if k is not None:
+            self._free.append(k)
+        self._out.pop(sensor, None)
+        self._clean.pop(sensor, None)
 
     def reset(self, sensor: str) -> None:
         """Start the sensor's statistics over (its stream restarted)."""

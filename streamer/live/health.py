@@ -44,6 +44,15 @@ class HealthConfig:
     heartbeat_timeout_ms: int | None = None
     """Close a connection this long after a PING without any traffic (default 2 × interval, so a
     hung peer is dropped within 3 intervals of its last message)."""
+    evict_after_s: float | None = 600.0
+    """A sensor silent this long is evicted: its state (h, c, the classical fit, the domain and
+    alert statistics) is dropped and its slot freed, so sensors that came and went never fill the
+    table (``StreamPolicy.max_sensors``) for good. One that comes back later starts fresh
+    (``new_sensor``). None: never evict."""
+    silent_events_per_check: int = 256
+    """Per-sensor ``sensor_silent`` / ``sensor_evicted`` events of one check at most; the rest is
+    one ``sensors_silent`` / ``sensors_evicted`` summary on ``event/_service`` (count and the
+    first names), so a fleet going quiet at once cannot overflow the output queue."""
     reconnect_ivl_ms: int = 100
     """ZMQ_RECONNECT_IVL: a returning peer is reconnected within this (no back-off)."""
     max_sensor_rate: float | None = None
@@ -66,6 +75,10 @@ class HealthConfig:
             raise ValueError("max_sensor_rate and sensor_burst_s must be > 0")
         if self.events_per_s_per_key <= 0 or self.events_per_s_total <= 0:
             raise ValueError("event budgets must be > 0")
+        if self.evict_after_s is not None and not self.evict_after_s > 0:
+            raise ValueError("evict_after_s must be > 0 (or None: never evict)")
+        if self.silent_events_per_check < 0:
+            raise ValueError("silent_events_per_check must be >= 0")
 
     @property
     def heartbeat_timeout(self) -> int:
@@ -82,6 +95,9 @@ class TokenBuckets:
         self.burst = float(burst)
         self.max_keys = max_keys
         self._b: dict[Hashable, tuple[float, float]] = {}
+
+    def forget(self, key: Hashable) -> None:
+        self._b.pop(key, None)
 
     def take(self, key: Hashable, n: float, now: float) -> bool:
         """Spend ``n`` tokens of ``key`` at time ``now`` (s); False (nothing spent) if short."""
@@ -190,6 +206,25 @@ class SilenceMonitor:
 
     def silent(self) -> list[str]:
         return [self._names[k] for k in np.flatnonzero(self._silent[: len(self._names)])]
+
+    def stale(self, now: float, older_than_s: float) -> list[str]:
+        """Sensors without a message for more than ``older_than_s`` (eviction candidates)."""
+        n = len(self._names)
+        return [self._names[k] for k in np.flatnonzero(now - self._last[:n] > older_than_s)]
+
+    def forget(self, sensors: list[str]) -> None:
+        """Stop watching these sensors (the last slot moves into each freed one)."""
+        for sensor in sensors:
+            k = self._index.pop(sensor, None)
+            if k is None:
+                continue
+            last = len(self._names) - 1
+            if k != last:
+                moved = self._names[last]
+                self._names[k] = moved
+                self._index[moved] = k
+                self._last[k], self._limit[k], self._silent[k] = self._last[last], self._limit[last], self._silent[last]
+            self._names.pop()
 
 
 @dataclass

@@ -631,7 +631,8 @@ class StreamService:
         now = time.monotonic()
         budget = self._budget
         for ev in events:
-            if ev.type in BUDGETED_EVENTS and not budget.allow(ev.sensor, ev.type, now):
+            budgeted = ev.type in BUDGETED_EVENTS or (ev.type == "dropped" and ev.fields.get("reason") == "sensor_limit")
+            if budgeted and not budget.allow(ev.sensor, ev.type, now):
                 continue
             st = self.engine.sensors.get(ev.sensor)
             epoch = st.epoch if st is not None else self._epoch
@@ -802,12 +803,20 @@ class StreamService:
         if self._input_current and now >= self._next_silence_check:
             # only with the queue seen empty: a backlog (or a pause) is not the sensors' silence
             self._next_silence_check = now + h.check_interval_s
-            for sensor, quiet_s, limit_s in self.silence.check(now):
+            cap = h.silent_events_per_check
+            silent = self.silence.check(now)
+            for sensor, quiet_s, limit_s in silent[:cap]:
                 self.stats.health["sensor_silent"] += 1
                 st = self.engine.sensors.get(sensor)
                 seq = st.next_seq if st is not None else 0
                 events.append(Event(sensor, "sensor_silent", seq, {"silent_s": round(quiet_s, 3),
                                                                     "threshold_s": round(limit_s, 3), "next_seq": seq}))
+            if len(silent) > cap:
+                self.stats.health["sensor_silent"] += len(silent) - cap
+                events.append(Event(SERVICE_SENSOR, "sensors_silent", 0, {
+                    "count": len(silent) - cap, "sensors": [name for name, _, _ in silent[cap : cap + 20]]}))
+            if h.evict_after_s is not None:
+                events += self._evict(self.silence.stale(now, h.evict_after_s), cap)
         auth = self.curve.authenticator if self.curve is not None else None
         if auth is not None:
             due = self.config.curve.reload_interval_s > 0 and now >= self._next_reload_check
@@ -824,6 +833,39 @@ class StreamService:
             self._next_summary = now + min(self.config.stats_interval_s, SUMMARY_INTERVAL_S)
             events.extend(self._summaries())
         self._send_events(pub, events)
+
+    def _evict(self, sensors: list[str], cap: int) -> list[Event]:
+        """Drop every per-sensor state of these long-silent sensors (``HealthConfig.evict_after_s``):
+        the engine's slot, the classical fit, domain, alert, rate-limit and checkpoint records, the
+        cached topics. A re-scoring process keeps its windows until they complete."""
+        if not sensors:
+            return []
+        events = []
+        gone = set(sensors)
+        topics = [t for t, name in self._topics.items() if name in gone]
+        for t in topics:
+            del self._topics[t]
+        for sensor in sensors:
+            st = self.engine.sensors.get(sensor)
+            if len(events) < cap:
+                events.append(Event(sensor, "sensor_evicted", st.next_seq if st is not None else 0,
+                                    {"silent_s": self.config.health.evict_after_s}))
+            self.engine.forget(sensor)
+            self._hybrids.forget(sensor)
+            if self._domain is not None:
+                self._domain.forget(sensor)
+            if self._limiter is not None:
+                self._limiter.forget(sensor)
+            self._alerts.pop(sensor, None)
+            self._last_checkpoint.pop(sensor, None)
+            self._pred_topics.pop(sensor, None)
+            self._rate_dropped.pop(sensor, None)
+        self.silence.forget(sensors)
+        self.stats.health["sensor_evicted"] += len(sensors)
+        if len(sensors) > cap:
+            events.append(Event(SERVICE_SENSOR, "sensors_evicted", 0, {
+                "count": len(sensors) - cap, "sensors": sensors[cap : cap + 20]}))
+        return events
 
     def _summaries(self) -> list[Event]:
         out = []
