@@ -14,11 +14,14 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def install_signal_stop(stop: Callable[[], None]) -> None:
-    """SIGINT/SIGTERM ask the loop to stop; it finishes its iteration and closes sockets cleanly."""
+    """SIGINT/SIGTERM/SIGHUP ask the loop to stop; it finishes its iteration, closes sockets and
+    finishes its files cleanly (a closed terminal's SIGHUP used to kill ``record`` and leave an
+    unfinished file). ``serve`` re-binds SIGHUP afterwards to re-read its CURVE allow-list."""
     import signal
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop())
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: stop())
 
 
 def limit_threads(n: int = 1) -> None:

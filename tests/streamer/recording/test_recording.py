@@ -380,8 +380,11 @@ def test_kill9_recorder_loses_at_most_the_last_flush(tmp_path, capsys):
         assert [(g["from_seq"], g["to_seq"]) for g in recorded_record_gaps(clean)] == expected_gaps
 
 
-def test_sigterm_finishes_the_file(tmp_path):
-    path, sent, planned, out, proc = _kill_run(tmp_path, "term", random.Random(1), signal.SIGTERM)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+def test_sigterm_finishes_the_file(tmp_path, sig):
+    """SIGTERM, and SIGHUP (a closed terminal: it used to kill ``record`` with an unfinished
+    file, issue 16.13), finish the file: indexed, every message, gaps exact, exit 0."""
+    path, sent, planned, out, proc = _kill_run(tmp_path, "term", random.Random(1), sig)
     assert proc.returncode == 0, proc.stderr.read()
     final = [line for line in out if line.startswith("recorded ")]
     assert final, out
