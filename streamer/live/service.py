@@ -38,7 +38,7 @@ from streamer.live.domain import DomainBank
 from streamer.live.health import EventBudget, HealthConfig, LagMonitor, SilenceMonitor, TokenBuckets, parse_monitor
 from streamer.live.metrics import DelayedLabelMetrics
 from streamer.live.rescore import RescoreConfig, Rescorer, make_rescorer  # noqa: F401  (Rescorer re-exported)
-from streamer.wire.security import Curve, CurveConfig, endpoint_mode, exposure_warning, socket_role
+from streamer.wire.security import Curve, CurveConfig, RefusalRetry, endpoint_mode, exposure_warning, socket_role
 
 log = logging.getLogger("radarstream.serve")
 
@@ -235,6 +235,7 @@ class StreamService:
         self.curve: Curve | None = None
         self._bound: list[tuple[zmq.Socket, str]] = []
         self._monitors: dict[zmq.Socket, str] = {}
+        self._retry: dict[str, RefusalRetry] = {}  # socket name -> reconnect-after-refusal of its connections
 
     # ------------------------------------------------------------ lifecycle
 
@@ -283,13 +284,18 @@ class StreamService:
                 log.warning("%s", warning)
         if self.curve is not None:
             self.curve.secure(sock, socket_role(endpoints, default))
-        self._monitors[sock.get_monitor_socket()] = "feed" if sock.type == zmq.SUB else "pub"
-        out = []
+        name = "feed" if sock.type == zmq.SUB else "pub"
+        self._monitors[sock.get_monitor_socket()] = name
+        out, connected = [], []
         for ep in endpoints:
             resolved = attach(sock, ep, default)
             if endpoint_mode(ep, default)[0] == "bind":
                 self._bound.append((sock, resolved))
+            else:
+                connected.append(resolved)
             out.append(resolved)
+        if connected:
+            self._retry[name] = RefusalRetry(sock, connected)
         return out
 
     def _open(self) -> tuple[zmq.Socket, zmq.Socket]:
@@ -788,11 +794,17 @@ class StreamService:
             if kind is None:
                 continue
             fields = {"socket": name, "endpoint": ev.endpoint}
+            retry = self._retry.get(name)
+            if kind == "peer_connected" and retry is not None:
+                retry.connected(ev.endpoint)
             if kind == "peer_refused":
                 detail = ev.detail
                 if self.curve is None and ev.name == "handshake_failed":
                     detail += " (the peer may require CurveZMQ: serve with --curve-keys DIR)"
                 fields.update(reason=ev.name, detail=detail)
+                delay = retry.refused(ev.endpoint, time.monotonic()) if retry is not None else None
+                if delay is not None:  # libzmq gives up on a refused connection: we do not
+                    fields["retry_in_s"] = round(delay, 3)
             events.append(Event(SERVICE_SENSOR, kind, 0, fields))
         self._send_events(pub, events)
 
@@ -817,6 +829,10 @@ class StreamService:
                     "count": len(silent) - cap, "sensors": [name for name, _, _ in silent[cap : cap + 20]]}))
             if h.evict_after_s is not None:
                 events += self._evict(self.silence.stale(now, h.evict_after_s), cap)
+        for retry in self._retry.values():
+            for ep in retry.tick(now):
+                self.stats.health["reconnect_after_refusal"] += 1
+                log.info("reconnecting to %s after a refused handshake", ep)
         auth = self.curve.authenticator if self.curve is not None else None
         if auth is not None:
             due = self.config.curve.reload_interval_s > 0 and now >= self._next_reload_check

@@ -388,3 +388,49 @@ def client_context(config: CurveConfig, *, io_threads: int = 1) -> zmq.Context:
     ctx.setsockopt(zmq.CURVE_PUBLICKEY, client.public)
     ctx.setsockopt(zmq.CURVE_SECRETKEY, client.secret)
     return ctx
+
+
+class RefusalRetry:
+    """Reconnect a connecting socket after its handshake was refused, with back-off.
+
+    libzmq closes a connecting CURVE client for good once the server refused it (measured:
+    admitting the key afterwards never let it in), so a key admitted after a refusal, an
+    allow-list that was unreadable for a moment or a server restarted with the right list would
+    leave the client at 0 messages forever. The owner of the socket (one thread) reports
+    refusals and successful handshakes and calls :meth:`tick` from its loop."""
+
+    def __init__(self, sock: zmq.Socket, endpoints: list[str], *, first_s: float = 0.5, max_s: float = 30.0):
+        self.sock = sock
+        self.endpoints = set(endpoints)
+        self.first_s, self.max_s = first_s, max_s
+        self._delay: dict[str, float] = {}
+        self._due: dict[str, float] = {}
+        self.retries = 0
+
+    def refused(self, endpoint: str, now: float) -> float | None:
+        """A handshake on ``endpoint`` failed: schedule a reconnect; returns its delay (None if
+        the endpoint is not one this socket connects to)."""
+        if endpoint not in self.endpoints:
+            return None
+        delay = self._delay.get(endpoint, self.first_s / 2) * 2
+        delay = min(delay, self.max_s)
+        self._delay[endpoint] = delay
+        self._due[endpoint] = now + delay
+        return delay
+
+    def connected(self, endpoint: str) -> None:
+        self._delay.pop(endpoint, None)
+        self._due.pop(endpoint, None)
+
+    def tick(self, now: float) -> list[str]:
+        """Reconnect the endpoints whose back-off is over; returns them."""
+        done = [ep for ep, t in self._due.items() if t <= now]
+        for ep in done:
+            del self._due[ep]
+            try:
+                self.sock.disconnect(ep)
+            except zmq.ZMQError:
+                pass  # already gone: libzmq dropped the endpoint with the refused connection
+            self.sock.connect(ep)
+            self.retries += 1
+        return done

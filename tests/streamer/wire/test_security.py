@@ -209,3 +209,48 @@ def test_refusal_warnings_are_rate_limited_for_all_keys_together(tmp_path, caplo
         assert lines[-1].startswith("refused CURVE client key")
     finally:
         ctx.term()
+
+
+def test_serve_as_a_curve_client_gets_in_once_its_key_is_admitted_after_a_refusal(tiny_weights, tmp_path):
+    """Issue 16.4: libzmq closes a refused connecting client for good. ``serve`` connecting to a
+    CURVE upstream that does not know its key yet is refused (``peer_refused`` with
+    ``retry_in_s``); once the upstream admits the key, serve reconnects and is served."""
+    import shutil
+
+    from streamer.wire.security import AllowListAuthenticator, server_options
+
+    d = tmp_path / "keys"
+    create_keys(d, ["feedclient", "monitor"])
+    held = tmp_path / "feedclient.key"
+    shutil.move(d / ALLOW_DIR / "feedclient.key", held)  # not admitted yet upstream
+    up_ctx = zmq.Context()
+    auth = AllowListAuthenticator(up_ctx, d / ALLOW_DIR).start()
+    upstream = up_ctx.socket(zmq.PUB)
+    upstream.setsockopt(zmq.LINGER, 0)
+    server_options(upstream, load_keypair(d / "server.key_secret"))
+    port = upstream.bind_to_random_port("tcp://127.0.0.1")
+    curve = CurveConfig(str(d), client="feedclient")
+    x = np.ones((1, 2), np.float32)
+    seq = 0
+    try:
+        with serving(tiny_weights, feeds=(f"tcp://127.0.0.1:{port}",), curve=curve,
+                     collector_curve=curve_client(d, "monitor")) as (service, _, col):
+            assert col.wait(lambda: any(m.meta.get("socket") == "feed" for _, m in col.events("peer_refused")), 10)
+            refused = [m.meta for _, m in col.events("peer_refused") if m.meta.get("socket") == "feed"]
+            assert refused[0]["retry_in_s"] > 0
+            shutil.move(held, d / ALLOW_DIR / "feedclient.key")
+            auth.reload()
+
+            def fed() -> bool:
+                nonlocal seq
+                blk = P.make_block(P.Kind.SAMPLES, x, epoch=1, seq=seq, t0_ns=seq * 50_000_000, period_ns=50_000_000)
+                upstream.send_multipart(P.encode_message(P.Message(P.Kind.SAMPLES, "up", blk)))
+                seq += 1
+                return len(col.preds("up")) > 0
+
+            assert col.wait(fed, 20), col.events("peer_refused")
+            assert service.stats.health["reconnect_after_refusal"] >= 1
+    finally:
+        upstream.close(0)
+        auth.stop()
+        up_ctx.term()
