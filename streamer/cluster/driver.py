@@ -129,6 +129,7 @@ class ClusterDriver:
 
     def _watch(self, ray, events: zmq.Socket) -> None:
         down: dict[int, float] = {}
+        seen: set[int] = set()  # shards that served once (before that, an actor is still starting)
         while not self._stop.is_set():
             refs = {k: a.status.remote() for k, a in enumerate(self.actors)}
             deadline = time.monotonic() + max(self.cfg.poll_s * 4, 2.0)
@@ -136,11 +137,13 @@ class ClusterDriver:
                 try:
                     st = ray.get(ref, timeout=max(deadline - time.monotonic(), 0.01))
                 except Exception as exc:  # noqa: BLE001 - died, restarting, unreachable node
-                    if k not in down:
+                    if k in seen and k not in down:
                         down[k] = time.monotonic()
                         self._event(events, "shard_down", shard=k, error=f"{type(exc).__name__}"[:200])
                     continue
                 self.status[k] = st
+                if st.get("serving"):
+                    seen.add(k)
                 if k in down and st.get("serving"):
                     self._event(events, "shard_serving", shard=k, down_s=round(time.monotonic() - down.pop(k), 3),
                                 pid=st["pid"], node=st["node"], position=st["position"])
