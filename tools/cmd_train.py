@@ -51,7 +51,7 @@ def _train_from_recordings(args: argparse.Namespace, kinds: list[str]) -> int:
         mix_sim=args.mix_sim, radar=args.radar, epochs=args.epochs, batch_size=args.batch_size or 8, lr=args.lr,
         seed=args.seed, loss=args.loss, patience=args.patience, max_seconds=_max_seconds(args),
         val_fraction=args.val_fraction, randomised=args.randomised, pooling=args.pooling,
-        report_encounters=args.report_encounters)) for kind in kinds]  # every check before any training
+        report_encounters=args.report_encounters, tbptt=args.tbptt or 512)) for kind in kinds]  # every check before any training
     for p in prepared:
         d = p.data
         print(f"{p.recipe.kind}: {d.encounters(d.train)} training and {d.encounters(d.val)} validation encounters "
@@ -82,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pooling of the pooled model")
     t.add_argument("--manoeuvre-prob", type=float, default=0.0, help="share of manoeuvring passes in training")
     t.add_argument("--tbptt", type=int, default=None, metavar="K",
-                   help="causal: treat each window as a long stream, state carried over chunks of K steps")
+                   help="causal: treat each window as a long stream, state carried over chunks of K steps "
+                        "(with --from: default 512)")
     t.add_argument("--init-from", default=None, metavar="DIR",
                    help="fine-tune: start from the weights in DIR ('shipped': the shipped weights); with --from "
                         "the architecture (input channels, uncertainty head) follows them")

@@ -28,7 +28,7 @@ from models.bundle import build_model, load_model, shipped_weights_dir
 from models.profile import PROFILE_FILE, RadarProfile
 from models.weights import WeightsError, load_into, read_meta, save_weights
 from radarstream.errors import UsageError
-from streamer.offline.training_data import RecordingSet, Rows, load_recordings, rows_for, simulated_rows
+from streamer.offline.training_data import SIM_ROW, RecordingSet, Rows, load_recordings, rows_for, simulated_rows
 from tools.finetune_report import measure, report, sets
 from tools.recipes import NORMALISATION, envelope_of
 
@@ -65,8 +65,9 @@ class RecordingRecipe:
     hidden_size: int = 64
     num_layers: int = 2
     report_encounters: int = 100
-    tbptt: int = 512
-    """Causal: the stretches trained side by side in chunks of this many steps, state carried."""
+    tbptt: int | None = 512
+    """Causal: the stretches and simulated streams side by side in chunks of this many steps,
+    state carried (None: minibatches of rows of SIM_ROW samples)."""
     early_weight: float = 1.0
     """Loss weight of in-encounter samples more than 1 s before the CPA (per-step models)."""
 
@@ -127,7 +128,8 @@ def _sim(p: Prepared, user: Rows, seed: int) -> Rows:
     return simulated_rows(p.recipe.kind, int(round(f * user.encounters)), physics=p.physics, r_max_m=p.profile.r_max_m,
                           noise_rms=p.profile.noise_rms, rate_hz=p.sim_rate_hz, channels=int(p.config.get("input_size", 2)),
                           group=p.recipe.group, window=p.recipe.window, seed=seed, early=p.recipe.early_weight,
-                          n_samples=int(round(f * sum(x.shape[0] for x in user.X))))
+                          n_samples=int(round(f * sum(x.shape[0] for x in user.X))),
+                          row=max(x.shape[0] for x in user.X) if p.recipe.tbptt and p.recipe.kind == "causal" else SIM_ROW)
 
 
 def _val_loss(model, rows: Rows, loss: str) -> float:
@@ -155,8 +157,9 @@ def run(p: Prepared, out_dir: str | Path, *, progress: bool = True) -> dict[str,
     r, t0 = p.recipe, time.perf_counter()
     torch.manual_seed(r.seed)
     c = int(p.config.get("input_size", 2))
-    train = rows_for(r.kind, p.data, p.data.train, channels=c, window=r.window, seed=r.seed, early=r.early_weight)
-    val = rows_for(r.kind, p.data, p.data.val, channels=c, window=r.window, seed=r.seed + 1, early=r.early_weight)
+    row = None if r.tbptt else SIM_ROW  # TBPTT: whole stretches, simulated streams as long
+    train = rows_for(r.kind, p.data, p.data.train, channels=c, window=r.window, seed=r.seed, early=r.early_weight, row=row)
+    val = rows_for(r.kind, p.data, p.data.val, channels=c, window=r.window, seed=r.seed + 1, early=r.early_weight, row=row)
     n_user = (train.encounters, val.encounters)
     train.extend(_sim(p, train, r.seed))
     val.extend(_sim(p, val, r.seed + 1000))

@@ -6,10 +6,10 @@ the groups, never single samples, are split between training and validation (see
 sample of a validation encounter is ever trained on. From the groups come the rows ``fit``
 takes, one variable-length array each:
 
-* ``causal``: one row per contiguous stretch of groups of one split, from the end of the
-  previous group of the other split (at most ``LEAD_S`` of lead-in) to the end of its last
-  encounter: the state is carried through the gaps and encounters as the service carries it;
-  targets Dmin / R_max on the in-encounter samples (mask).
+* ``causal``: the contiguous stretches of groups of one split (from the end of the previous
+  group of the other split, at most ``LEAD_S`` of lead-in, to the end of their last encounter),
+  cut into rows of ``SIM_ROW`` samples: the state is carried through the gaps and encounters as
+  the service carries it; targets Dmin / R_max on the in-encounter samples (mask).
 * ``bidir`` / ``pooled``: one row per encounter, a window of up to ``window`` samples with the
   CPA near the centre (±25 %, seeded), cut to its group's bounds; per-step targets on the
   in-encounter samples (bidir) or the encounter's Dmin / R_max (pooled).
@@ -178,7 +178,8 @@ def _cut(kind: str, samples: np.ndarray, period_s: float, g: Group, *, channels:
         for e in g.encounters:
             sl, w = _weights(e, g.lo, g.hi - g.lo, period_s, early)
             y[sl], m[sl] = e.dmin_norm, w
-        return Rows([_channels(samples[g.lo : g.hi], period_s, channels)], [y], [m], len(g.encounters))
+        n = sum(g.lo <= e.cpa_index < g.hi for e in g.encounters)
+        return Rows([_channels(samples[g.lo : g.hi], period_s, channels)], [y], [m], n)
     for e in g.encounters:
         shift = int(rng.uniform(-0.25, 0.25) * window)
         a = max(g.lo, e.cpa_index - window // 2 + shift)
@@ -200,14 +201,14 @@ def _cut(kind: str, samples: np.ndarray, period_s: float, g: Group, *, channels:
 
 
 def rows_for(kind: str, data: RecordingSet, groups: Sequence[Group], *, channels: int = 2, window: int = 512,
-             seed: int = 1, early: float = 1.0) -> Rows:
+             seed: int = 1, early: float = 1.0, row: int | None = SIM_ROW) -> Rows:
     """``fit`` rows of ``kind`` from ``groups`` of ``data`` (variable length)."""
     if kind not in ("causal", "bidir", "pooled"):
         raise ValueError(f"unknown model kind {kind!r}")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 15]))
     out = Rows(mask=None if kind == "pooled" else [])
     if kind == "causal":
-        groups = _stretches(groups)
+        groups = [piece for g in _stretches(groups) for piece in (_pieces(g, row) if row else [g])]
     for g in groups:
         s = data.streams[g.stream]
         out.extend(_cut(kind, s.samples, s.period_ns / 1e9, g, channels=channels, window=window, rng=rng, early=early))
@@ -226,6 +227,18 @@ def _stretches(groups: Sequence[Group]) -> list[Group]:
     return out
 
 
+def _pieces(g: Group, n: int) -> list[Group]:
+    """A stretch cut into rows of at most ``n`` samples (as long as the simulated rows, so that
+    every batch mixes both); an encounter cut by a boundary keeps its samples on both sides."""
+    out = []
+    for lo in range(g.lo, g.hi, n):
+        hi = min(g.hi, lo + n)
+        encs = tuple(e for e in g.encounters if e.start < hi and e.stop > lo)
+        if encs:
+            out.append(Group(g.stream, lo, hi, encs))
+    return out
+
+
 def _sim_stream(cfg: RadarConfig, seed, n_encounters: int) -> tuple[np.ndarray, list[Encounter]]:
     sim = StreamSimulator(cfg, seed)
     parts: list[np.ndarray] = []
@@ -238,7 +251,7 @@ def _sim_stream(cfg: RadarConfig, seed, n_encounters: int) -> tuple[np.ndarray, 
 
 def simulated_rows(kind: str, n_encounters: int, *, physics: str, r_max_m: float, noise_rms: float = 1.0,
                    rate_hz: float = 20.0, channels: int = 2, group: int = 4, window: int = 512, seed: int = 1,
-                   early: float = 1.0, n_samples: int = 0) -> Rows:
+                   early: float = 1.0, n_samples: int = 0, row: int = SIM_ROW) -> Rows:
     """About ``n_encounters`` encounters of simulated rows, cut as :func:`rows_for` cuts a
     recording: ``physics="default"`` the documented default radar at ``rate_hz``,
     ``"randomised"`` the domain-randomised radars (``streamer.sim.randomised``; the period
@@ -255,14 +268,14 @@ def simulated_rows(kind: str, n_encounters: int, *, physics: str, r_max_m: float
         raise ValueError(f"unknown simulator physics {physics!r} (default | randomised)")
     k = 0
     more = (lambda: sum(x.shape[0] for x in out.X) < n_samples) if kind == "causal" else (lambda: out.encounters < n_encounters)
-    while more() and k <= 50 * max(n_encounters, n_samples // SIM_ROW + 1):
+    while more() and k <= 50 * max(n_encounters, n_samples // row + 1):
         ss = np.random.SeedSequence([seed, 17, k])
         cfg = draw_radar(np.random.default_rng(ss.spawn(1)[0]), RandomisedRadar()) if physics == "randomised" \
             else RadarConfig(rate_hz=rate_hz)
         if kind == "causal":  # one stream per row (SIM_ROW samples), the encounters inside it
             sim = StreamSimulator(cfg, ss)
-            samples = sim.read(SIM_ROW).samples
-            encs = [e for e in sim.encounters if e.stop <= SIM_ROW]
+            samples = sim.read(row).samples
+            encs = [e for e in sim.encounters if e.stop <= row]
         else:
             samples, encs = _sim_stream(cfg, ss, group if physics == "randomised" else min(n_encounters - out.encounters, 64) + group)
         samples = samples.copy()
@@ -270,7 +283,7 @@ def simulated_rows(kind: str, n_encounters: int, *, physics: str, r_max_m: float
         det = samples[:, 1] >= 0
         samples[det, 1] *= np.float32(r_max_m / cfg.r_max_m)
         s = LabelledStream("sim", samples, np.zeros(0, np.int64), int(round(1e9 / cfg.rate_hz)), encs)
-        groups = [Group(0, 0, SIM_ROW, tuple(encs))] if kind == "causal" else \
+        groups = [Group(0, 0, row, tuple(encs))] if kind == "causal" else \
             _groups(0, s, group, int(round(10.0 * cfg.rate_hz)))
         for g in groups:
             if not more():

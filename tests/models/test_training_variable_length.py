@@ -103,3 +103,14 @@ def test_fit_trains_on_lists_of_arrays(kind):
     val = (X[:6], y[:6]) if kind == "pooled" else (X[:6], y[:6], None)
     hist = fit(model, X[6:], y[6:], epochs=6, batch_size=6, lr=1e-2, progress=False, validation=val, patience=10)
     assert len(hist.val_loss) == 6 and min(hist.val_loss) < hist.val_loss[0]
+
+
+def test_the_documented_example_runs():
+    """docs/training.md, "Variable-length sequences": the example runs as written."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
+    code = re.findall(r"## Variable-length sequences.*?```python\n(.*?)```", doc, re.S)
+    assert code, "the section or its example is missing"
+    exec(compile(code[0], "docs/training.md", "exec"), {})
