@@ -143,7 +143,6 @@ def cmd_bench_explain(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parsers
 
-
 def _common(p: argparse.ArgumentParser, prog: str, section: str) -> None:
     p.add_argument("--doc", default=DOC, help=f"markdown file to update (section '{section}'; default {DOC})")
     p.add_argument("--no-write", action="store_true", help="print the table only")
@@ -231,6 +230,7 @@ BENCHMARKS: dict[str, tuple[Callable[[argparse.ArgumentParser, str], None], str]
     "record": (_record, "recording and replay throughput (MCAP over ZeroMQ)"),
     "gui": (_gui, "the monitor's redraw (16 sensors x 1 kHz, 60 s window) and whether it keeps up live"),
     "explain": (_explain, "time every explanation method on one window for the three models"),
+    "cluster": (lambda p, prog: __import__("bench.cluster").cluster.add_arguments(p, prog), "Ray shards: scaling, latency, failover"),
 }
 """Benchmark name -> (adds its flags, one-line help). The order of ``bench --help``."""
 

@@ -197,6 +197,8 @@ class LogReader:
         self.position = int(after)
         self._subjects = [log.address.subject(p) for p in partitions]
         self._sub = None
+        self.more_s = 0.005
+        """How long a fetch waits for more records once it has one (added latency, bounded)."""
 
     async def _open(self):
         from nats.js import api
@@ -216,10 +218,17 @@ class LogReader:
 
         if self._sub is None:
             await self._open()
+        # one message first (returns as soon as one arrives), then whatever else is there within a
+        # few ms: a fetch of n alone lingers until n arrive or it times out (latency = its timeout)
         try:
-            msgs = await self._sub.fetch(n, timeout=timeout_s)
+            msgs = await self._sub.fetch(1, timeout=timeout_s)
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             return []
+        if n > 1:
+            try:
+                msgs += await self._sub.fetch(n - 1, timeout=self.more_s)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                pass
         out = []
         for m in msgs:
             seq = m.metadata.sequence.stream

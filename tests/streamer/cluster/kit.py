@@ -24,6 +24,7 @@ from tests.faults import ROOT, free_port, stop_process
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore",
+       "RAY_AUTH_MODE": "disabled",  # a local ray.init() leaves ~/.ray/auth_token; the test cluster uses none
        "RAY_DEDUP_LOGS": "0"}
 
 
@@ -66,7 +67,9 @@ class RayNode:
                                      start_new_session=True)
         deadline = time.monotonic() + 90
         while "Ray runtime started" not in self.log.read_text():
-            assert self.proc.poll() is None and time.monotonic() < deadline, self.log.read_text()[-3000:]
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(self.log.read_text()[-3000:])
             time.sleep(0.1)
 
     def kill(self) -> None:

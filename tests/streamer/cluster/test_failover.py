@@ -35,17 +35,22 @@ SENSORS, RATE, DURATION = 8, 100, 6.0
 class Infra:
     def __init__(self, tmp):
         self.tmp = tmp
-        self.procs = []
-        self.nats, self.url = kit.start_nats(tmp)
-        self.head = kit.RayNode(tmp, "127.0.0.10", head_port=free_port(), cpus=0)
-        self.node = kit.RayNode(tmp, "127.0.0.2", head=self.head.address, cpus=2)
-        self.nodes = [self.node]
+        self.nats = self.head = None
+        self.nodes = []
+        try:
+            self.nats, self.url = kit.start_nats(tmp)
+            self.head = kit.RayNode(tmp, "127.0.0.10", head_port=free_port(), cpus=0)
+            self.node = kit.RayNode(tmp, "127.0.0.2", head=self.head.address, cpus=2)
+            self.nodes.append(self.node)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self):
-        for n in self.nodes:
+        for n in self.nodes + ([self.head] if self.head is not None else []):
             n.stop()
-        self.head.stop()
-        kit.stop_all([self.nats])
+        if self.nats is not None:
+            kit.stop_all([self.nats])
 
 
 @pytest.fixture(scope="module")
