@@ -9,7 +9,7 @@ import pytest
 
 from tools.cli import build_parser, main
 
-BENCHMARKS = ("stream", "quality", "record", "gui", "explain")
+BENCHMARKS = ("stream", "quality", "record", "gui", "explain", "cluster")
 HIDDEN = ("bench-record", "bench-gui", "bench-explain", "simulate-file")
 
 
