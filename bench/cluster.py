@@ -10,6 +10,8 @@ each message with the wall clock when it sends it. Measured:
   scaling ratio;
 * **latency** live at 20 Hz: publish → prediction received by a client of the proxy, p50 / p99,
   for ``serve`` and for the cluster (2 shards); the added latency is the difference;
+* **bridge crash**: one bridge SIGKILLed and restarted (samples missing from the log = its loss
+  window), and one of two bridges on the same feed SIGKILLed (must lose none);
 * **failover**: the worker of shard 0 SIGKILLed mid-run: seconds from the kill to the first new
   prediction of one of its sensors, samples lost (log keys without a prediction: must be 0),
   duplicate rows published (the replay after the checkpoint), and whether every duplicate is
@@ -252,6 +254,8 @@ def run(cfg: ClusterBenchConfig, progress=print) -> dict:
                 _stop(proc)
                 client.close()
             res["scaling"] = res["capacity_2"]["samples_per_s"] / res["capacity_1"]["samples_per_s"]
+            res["bridge"] = _bridge_loss(tmp, base, cfg)
+            progress(f"bridge crash: {res['bridge']}")
             # latency: serve, then the cluster (2 shards, with a worker killed midway)
             for mode in ("serve", "cluster"):
                 feed, out = f"tcp://127.0.0.1:{_port()}", f"tcp://127.0.0.1:{_port()}"
@@ -301,6 +305,51 @@ def run(cfg: ClusterBenchConfig, progress=print) -> dict:
     return res
 
 
+def _log_keys(url: str) -> set[tuple[str, int]]:
+    """(sensor, seq) of every sample the log holds."""
+    from streamer.cluster.log import IntakeLog
+    from streamer.wire import protocol as P
+
+    lg = IntakeLog(url)
+    reader = lg.reader(list(range(lg.partitions)), 0)
+    keys = set()
+    while recs := reader.fetch(4096, 0.5):
+        for r in recs:
+            m = P.decode_message(r.frames)
+            if isinstance(m, P.Message) and m.kind is P.Kind.SAMPLES:
+                keys.update((m.sensor, m.block.seq + k) for k in range(m.block.count))
+    lg.close()
+    return keys
+
+
+def _bridge_loss(tmp: Path, base: str, cfg: ClusterBenchConfig) -> dict:
+    """A bridge SIGKILLed halfway through a live run and restarted at once (1 bridge), or
+    killed beside a second bridge on the same feed (2 bridges): samples missing from the log."""
+    out = {}
+    for bridges in (1, 2):
+        url, feed = f"{base}/bridge{bridges}", f"tcp://127.0.0.1:{_port()}"
+        cmd = [sys.executable, "-m", "tools.cli", "bridge", "--feed", feed, "--log", url]
+        procs = [_spawn(tmp, f"bridge{bridges}-{k}", cmd) for k in range(bridges)]
+        pub = subprocess.Popen([sys.executable, "-m", "bench.cluster", "publish", feed, "--sensors", str(cfg.sensors),
+                                "--duration", str(cfg.duration_s), "--subscribers", str(bridges)], cwd=ROOT, env=ENV,
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            assert pub.stdout.readline().startswith("subscribed")
+            time.sleep(cfg.duration_s / 2)
+            procs[0].kill()
+            procs[0].wait()
+            if bridges == 1:
+                procs.append(_spawn(tmp, "bridge1-again", cmd))
+            assert pub.stdout.readline().startswith("sent")
+            time.sleep(2.0)
+        finally:
+            for proc in [pub, *procs]:
+                _stop(proc)
+        lost = cfg.sensors * int(cfg.duration_s * 20) - len(_log_keys(url))
+        out[bridges] = {"lost": lost, "window_s": lost / (cfg.sensors * 20.0)}
+    return out
+
+
 def _failover(preds, kill_ns: int, url: str, client: Client) -> dict:
     from streamer.cluster.log import IntakeLog
     from streamer.cluster.partitions import shard_of
@@ -315,15 +364,7 @@ def _failover(preds, kill_ns: int, url: str, client: Client) -> dict:
             rows.setdefault((s, q + k), []).append(row)
             first_seen.setdefault((s, q + k), t)
     after = [t for (s, _), t in first_seen.items() if shard_of(s, 2) == 0 and t > kill_ns]
-    lg = IntakeLog(url)
-    reader = lg.reader(list(range(lg.partitions)), 0)
-    keys = set()
-    while recs := reader.fetch(4096, 0.5):
-        for r in recs:
-            m = P.decode_message(r.frames)
-            if isinstance(m, P.Message) and m.kind is P.Kind.SAMPLES:
-                keys.update((m.sensor, m.block.seq + k) for k in range(m.block.count))
-    lg.close()
+    keys = _log_keys(url)
     dups = sum(len(v) - 1 for v in rows.values())
     identical = all(all(np.array_equal(x.view(np.uint32), v[0].view(np.uint32)) for x in v) for v in rows.values())
     serving = [e for e in client.events("shard_serving") if e["shard"] == 0]
@@ -334,6 +375,7 @@ def _failover(preds, kill_ns: int, url: str, client: Client) -> dict:
 
 def markdown(res: dict, command: str, machine: str) -> str:
     cfg, c1, c2, sv, cl = res["config"], res["capacity_1"], res["capacity_2"], res["serve"], res["cluster"]
+    br = res["bridge"]
     return "\n".join([
         "## Cluster: shards on Ray over the JetStream log (issue 18)", "",
         f"Command: `{command}` ({machine}). Real processes: nats-server, `radarstream bridge`, `radarstream cluster "
@@ -350,7 +392,10 @@ def markdown(res: dict, command: str, machine: str) -> str:
         f"Failover (shard 0's worker SIGKILLed at {cfg.duration_s / 2:g} s): its partitions served again after "
         f"**{cl['served_again_s']:.2f} s** (driver's report: {cl['reported_down_s']} s down); samples lost "
         f"**{cl['lost']}** of {cl['log_samples']:,}; duplicate rows published {cl['duplicates']:,} "
-        f"({'all identical' if cl['duplicates_identical'] else 'NOT all identical'}).",
+        f"({'all identical' if cl['duplicates_identical'] else 'NOT all identical'}).", "",
+        f"Bridge crash (SIGKILL halfway, same live load): one bridge, restarted at once: **{br[1]['lost']:,}** samples "
+        f"lost (a window of {br[1]['window_s']:.2f} s of the feed); two bridges on the feed, one killed: "
+        f"**{br[2]['lost']:,}** lost.",
     ])
 
 
