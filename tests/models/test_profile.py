@@ -145,14 +145,12 @@ def test_stream_checker_flags_amplitudes_outside_the_training_envelope():
     assert loud.update(50_000_000) is None
 
 
-def test_randomised_candidate_weights_conform():
-    """models/candidates/randomised: 3-channel models with a 5–50 Hz profile and std outputs;
-    its ONNX graphs were exported with that profile and equal torch."""
-    from pathlib import Path
+def test_the_shipped_randomised_weights_conform():
+    """models/weights (the randomised models since issue 13): 3-channel models with a 5–50 Hz
+    profile and std outputs; their ONNX graphs were exported with that profile and equal torch."""
+    from models.bundle import load_bundle, shipped_weights_dir
 
-    from models.bundle import load_bundle
-
-    w = Path(__file__).resolve().parents[2] / "models" / "candidates" / "randomised"
+    w = shipped_weights_dir()
     bundle = load_bundle(w, require_all=True)
     assert bundle.profile.rate_envelope_hz == (5.0, 50.0) and bundle.pooled.pooling == "attention"
     assert check_stream(bundle.profile, 100_000_000) is None  # 10 Hz is inside its envelope

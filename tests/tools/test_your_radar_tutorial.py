@@ -5,7 +5,7 @@ radar (streamer/offline/standin.py) is deliberately unlike the default one: 10 H
 a noise floor 6 dB above the declared one. The fine-tuned causal model must beat the weights it
 started from on a second, held-out recording of that radar. The budget is epochs, never wall
 time. ``RADARSTREAM_TUTORIAL_INIT=DIR`` fine-tunes from DIR instead of the shipped weights (e.g.
-``models/candidates/randomised``).
+``models/previous/default-radar``, the first wave's default-radar models).
 """
 
 from __future__ import annotations
