@@ -31,6 +31,7 @@ import zmq
 
 from streamer.wire import protocol as P
 from streamer.live.backends import make_backend
+from streamer.live.engine import model_input
 from streamer.sim.publisher import FeedConfig, SimulatedFeed, publish
 from streamer.live.rescore import RescoreConfig
 from streamer.live.service import ServiceConfig, StreamService
@@ -136,7 +137,7 @@ def engine_level(weights, quick: bool) -> list[dict]:
     for name in ENGINE_BACKENDS:
         be = make_backend(name, weights)
         for b, t in ((1, 1), (8, 1), (256, 1), (1, 64), (256, 64)):
-            x = np.ascontiguousarray(x1[: b * t].reshape(b, t, 2))
+            x = model_input(np.ascontiguousarray(x1[: b * t].reshape(b, t, 2)), [50_000_000] * b, be.input_size)
             h, c = be.zero_state(b)
             sec = _median_time(lambda: be.run(x, h, c), rep, 20 if b * t < 1000 else 3)
             rows.append({"backend": name, "batch": b, "time": t, "us_per_call": sec * 1e6, "us_per_sample": sec * 1e6 / (b * t)})
@@ -148,7 +149,8 @@ def naive_baselines(weights, quick: bool) -> dict:
     from models.bundle import load_model
 
     model, _ = load_model("causal", weights)
-    x = torch.from_numpy(StreamSimulator(RadarConfig(), 2).read(600).samples[None])
+    x = torch.from_numpy(model_input(StreamSimulator(RadarConfig(), 2).read(600).samples[None], [50_000_000],
+                                     int(model.config.get("input_size", 2))))
     n = 100 if quick else 300
     state = None
     t = time.perf_counter()
