@@ -237,15 +237,17 @@ def test_seed_model_learns_a_generic_two_channel_task_through_fit():
     assert hist.best_val_loss < 0.01 * constant_mse  # the radar normaliser reaches only ~0.05×
 
 
-def test_shipped_weights_keep_their_legacy_normalisation():
-    """Shipped JSONs predate profiles: they load with the normaliser they were trained with
-    (log10 amplitude, range / 1000 m, detection flag; no period channel)."""
-    from models.bundle import load_model
+def test_the_first_waves_weights_keep_their_legacy_normalisation():
+    """models/previous/default-radar (shipped until issue 13) predates profiles: its JSONs load
+    with the normaliser they were trained with (log10 amplitude, range / 1000 m, detection flag;
+    no period channel)."""
+    from models.bundle import load_model, shipped_weights_dir
     from models.normalization import InputNormalizer
 
+    previous = shipped_weights_dir().parent / "previous" / "default-radar"
     x = _raw(2, 64, seed=4)
     for kind in ("causal", "bidir", "pooled"):
-        model, meta = load_model(kind)
+        model, meta = load_model(kind, previous)
         assert isinstance(model.normalizer, InputNormalizer) and not model.normalizer.with_period
         assert model.profile.r_max_m == 1000.0 and model.profile.noise_rms == 1.0
         if "profile" in meta["config"]:

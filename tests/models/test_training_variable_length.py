@@ -77,7 +77,7 @@ def test_masked_pooling_ignores_padding(pooling):
         assert float(out[1][1, 12:].abs().max()) == 0.0  # padded steps get no attention
 
 
-@pytest.mark.parametrize("weights", [shipped_weights_dir(), shipped_weights_dir().parent / "candidates" / "randomised"])
+@pytest.mark.parametrize("weights", [shipped_weights_dir(), shipped_weights_dir().parent / "previous" / "default-radar"])
 def test_shipped_models_unchanged_for_full_length_rows(weights):
     """Without ``lengths`` the forward pass is the old one; full-length ``lengths`` agree with it."""
     for kind in ("bidir", "pooled"):

@@ -110,8 +110,10 @@ def test_any_split_and_interleaving_through_the_engine(backend, reference, data,
 
 def test_shipped_weights_conform(reference):
     """The shipped ONNX graph and the shipped torch weights are the same model."""
+    from streamer.live.engine import model_input
+
     onnx_b, torch_b = make_backend("onnx"), make_backend("torch")
-    x = _stream(300, seed=5)[None]
+    x = model_input(_stream(300, seed=5)[None], [50_000_000], onnx_b.input_size)  # + the period channel
     h, c = onnx_b.zero_state(1)
     a = onnx_b.run(x, h, c)[0].copy()
     b = torch_b.run(x, h, c)[0]
