@@ -16,7 +16,7 @@ import zmq
 
 from streamer.live.health import HealthConfig
 from streamer.wire import protocol as P
-from tests.faults import free_port, serve_process
+from tests.faults import free_port, probe_until_live, serve_process
 
 N = 20_000
 
@@ -56,11 +56,7 @@ def test_a_burst_of_new_sensors_against_a_full_queue_keeps_the_feed(tmp_path, ti
     try:
         with serve_process(tiny_weights, (ep,), "--rcvhwm", "1000", "--stats-interval", "0.5",
                            log_path=tmp_path / "serve.log") as (proc, col):
-            for k in range(200):  # the feed is connected when a probe comes back
-                feed.send_multipart(P.encode_message(P.Message(P.Kind.SAMPLES, "probe", P.make_block(
-                    P.Kind.SAMPLES, x, epoch=1, seq=k, t0_ns=0, period_ns=50_000_000))))
-                if col.wait(lambda: bool(col.preds("probe")), 0.1):
-                    break
+            probe_until_live(feed, col)
             t0 = time.monotonic()
             for m in msgs:
                 feed.send_multipart(m)

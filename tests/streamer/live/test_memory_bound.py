@@ -16,7 +16,7 @@ import pytest
 import zmq
 
 from streamer.wire import protocol as P
-from tests.faults import free_port, serve_process
+from tests.faults import free_port, probe_until_live, serve_process
 
 ROWS = P.DEFAULT_MAX_SAMPLES
 SENSORS = 16
@@ -47,11 +47,7 @@ def test_a_flood_of_maximum_size_messages_keeps_memory_bounded(tmp_path, figures
         with serve_process(shipped_weights_dir(), (ep,), "--no-hybrid", "--stats-interval", "0.5",
                            log_path=tmp_path / "serve.log") as (proc, col):
             # the serve process is idle now: its footprint with the model loaded
-            for k in range(200):  # connected when a probe comes back
-                feed.send_multipart(P.encode_message(P.Message(P.Kind.SAMPLES, "probe", P.make_block(
-                    P.Kind.SAMPLES, x[:1], epoch=1, seq=k, t0_ns=0, period_ns=50_000_000))))
-                if col.wait(lambda: bool(col.preds("probe")), 0.1):
-                    break
+            probe_until_live(feed, col)
             base = _rss_mib(proc.pid)
             for s in range(SENSORS):
                 blk = P.make_block(P.Kind.SAMPLES, x, epoch=1, seq=0, t0_ns=0, period_ns=50_000_000)
