@@ -59,12 +59,17 @@ def _quiet_broken_pipe() -> int:
 def run(argv: Sequence[str] | None = None, *, modules: Sequence[str] | None = None,
         description: str | None = None) -> int:
     """Parse ``argv``, run the handler, turn errors into exit codes (see the module docstring)."""
-    from radarstream.errors import RadarstreamError
 
     words = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in words  # accepted anywhere, also after the sub-command
     args = build_parser(modules, description=description).parse_args([w for w in words if w != "--debug"])
     args.debug = debug
+    return _run_handler(args)
+
+
+def _run_handler(args: argparse.Namespace) -> int:
+    from radarstream.errors import RadarstreamError
+
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, inside the handler of BrokenPipeError
@@ -93,8 +98,14 @@ def __getattr__(name: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``radarstream …`` (the console script)."""
-    return run(argv)
+    """``radarstream …`` (the console script). Run as a process (``argv`` from the command line),
+    a stop signal after the command is done no longer changes its exit status."""
+    code = run(argv)
+    if argv is None:
+        from tools.process import finish_quietly
+
+        finish_quietly(code)
+    return code
 
 
 if __name__ == "__main__":
