@@ -31,9 +31,30 @@ def command_modules() -> tuple[str, ...]:
     return tuple(sorted(i.name for i in pkgutil.iter_modules(tools.__path__) if i.name.startswith("cmd_")))
 
 
+class DefaultsShownFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already says it (issue 16.13:
+    many options showed no default). Flags and options without a default are left alone."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default in (None, False, argparse.SUPPRESS) or text == argparse.SUPPRESS
+                or isinstance(action, argparse._StoreTrueAction) or "default" in text.lower()):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+class RadarstreamParser(argparse.ArgumentParser):
+    """The parser class of every (sub-)command: defaults shown in ``--help``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsShownFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(modules: Sequence[str] | None = None, *, description: str | None = None) -> argparse.ArgumentParser:
     """The parser of every discovered sub-command (or of ``modules`` only)."""
-    p = argparse.ArgumentParser(
+    p = RadarstreamParser(
         prog="radarstream",
         description=description or "Streaming radar processor: causal LSTM per sensor over ZeroMQ, re-scoring, "
                                    "record/replay, GUI.",

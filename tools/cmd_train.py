@@ -72,12 +72,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, help="output directory")
     t.add_argument("--windows", type=int, default=1600, help="training windows (encounters for pooled)")
     t.add_argument("--length", type=int, default=512, help="window length in samples")
-    t.add_argument("--epochs", type=int, default=12)
+    t.add_argument("--epochs", type=int, default=12, help="most epochs to train (early stopping may end sooner)")
     t.add_argument("--batch-size", type=int, default=None, help="default 32 (simulator), 8 (--from)")
     t.add_argument("--lr", type=float, default=None,
                    help="default 3e-3; with --from: 1e-3 when fine-tuning (--init-from), else 3e-3")
-    t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--loss", choices=["mse", "l1", "huber"], default="mse")
+    t.add_argument("--seed", type=int, default=1, help="seed of the data, the split and the initial weights")
+    t.add_argument("--loss", choices=["mse", "l1", "huber"], default="mse",
+                   help="training loss on the in-encounter samples (l1: what the shipped models were fine-tuned with)")
     t.add_argument("--pooling", choices=["mean", "last", "attention", "multihead"], default="mean",
                    help="pooling of the pooled model")
     t.add_argument("--manoeuvre-prob", type=float, default=0.0, help="share of manoeuvring passes in training")
@@ -108,6 +109,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--val-fraction", type=float, default=0.2,
                    help="with --from: share of the encounter groups held out for validation")
     t.add_argument("--report-encounters", type=int, default=100,
-                   help="with --from: encounters of the default simulated set in report.json")
+                   help="with --from: how many simulated encounters report.json scores the model on (default: 100)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
