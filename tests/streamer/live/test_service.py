@@ -289,3 +289,39 @@ def test_extreme_headers_cost_only_their_sensor(tiny_weights, fast_drain):
     bad = {(e.sensor, e.meta["reason"]) for e in events(msgs, "malformed")}
     assert bad == {("edge", "bad_header"), ("slow", "bad_header")}
     assert "internal_error" not in stats["decode_errors"]
+
+
+def test_a_failure_in_one_sensors_classical_step_costs_only_that_run(tiny_weights, caplog):
+    """Issue 16 case 6, the fault boundary itself: whatever raises while one sensor's run goes
+    through the classical fit (an OverflowError was one such bug) costs that run's classical
+    channels only. The causal estimate of that run is still published, the other sensor loses
+    nothing, the failure is counted as ``internal_error`` and logged without a traceback flood."""
+    x = np.abs(np.random.default_rng(3).normal(size=(30, 2))).astype(np.float32) + 0.1
+    with running_service(tiny_weights, "onnx") as (service, pub, out):
+        real_update = service._hybrids.update
+
+        def failing_update(sensor, block, **kw):  # the injected fault: a bug that raises for one sensor
+            if sensor == "bad":
+                raise OverflowError("injected: int too large to convert")
+            return real_update(sensor, block, **kw)
+
+        service._hybrids.update = failing_update
+        for k in range(30):
+            pub.send_multipart(_samples("ok", k, x[k : k + 1]))
+            pub.send_multipart(_samples("bad", k, x[k : k + 1]))
+        msgs = collect(out, lambda ms: all(len(preds_by_sensor(ms).get(s, {})) >= 30 for s in ("ok", "bad")))
+        stats = service.snapshot()
+    got = preds_by_sensor(msgs)
+    assert sorted(got["ok"]) == list(range(30)) and sorted(got["bad"]) == list(range(30))
+    blocks = {s: [m.block for m in msgs if m.kind is P.Kind.PRED and m.sensor == s] for s in ("ok", "bad")}
+    names = [*P.PRED_CHANNEL_NAMES, *P.PRED_OPTIONAL_CHANNEL_NAMES]
+    bad_rows = np.concatenate([b.data for b in blocks["bad"]])
+    ok_rows = np.concatenate([b.data for b in blocks["ok"]])
+    assert np.isnan(bad_rows[:, names.index("y_classical_norm")]).all()
+    assert np.isfinite(bad_rows[:, names.index("y_norm")]).all()
+    # the hybrid of the failed run falls back to the causal estimate
+    np.testing.assert_array_equal(bad_rows[:, names.index("y_hybrid_norm")], bad_rows[:, names.index("y_norm")])
+    assert np.isfinite(ok_rows[:, names.index("y_hybrid_norm")]).all()
+    assert stats["decode_errors"]["internal_error"] >= 1
+    assert "Traceback" not in caplog.text
+    assert sum("internal error in hybrid" in r.getMessage() for r in caplog.records) <= 5
