@@ -30,6 +30,8 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     (["serve", "--radar", "missing-profile.json"], "radar profile not found"),
     (["simulate", "--pub", "foo", "--duration", "1"], "cannot bind 'foo'"),
     (["record", "--feed", "foo", "--out", "x.mcap"], "cannot connect 'foo'"),
+    (["serve", "--pub", "tcp://nohost:5555"], "cannot bind 'tcp://nohost:5555'"),
+    (["serve", "--weights", "no-such-weights-dir", "--pub", "tcp://127.0.0.1:*"], "not found"),
 ])
 def test_bad_settings_give_one_error_line_and_exit_2(args, says, tmp_path):
     args = [a if a != "x.mcap" else str(tmp_path / "x.mcap") for a in args]
@@ -48,6 +50,20 @@ def test_a_port_in_use_is_a_clear_error():
         proc = run("serve", "--pub", f"tcp://127.0.0.1:{port}", "--feed", "tcp://127.0.0.1:1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "address already in use" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["simulate", "record"])
+def test_a_busy_endpoint_is_a_clear_error_for_simulate_and_record(command, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        args = (["simulate", "--pub", endpoint, "--duration", "1"] if command == "simulate"
+                else ["record", "--feed", "@" + endpoint, "--out", str(tmp_path / "x.mcap")])
+        proc = run(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "address already in use" in err[0], proc.stderr
 
 
 def _weights(tmp_path: Path, damage: str) -> Path:
