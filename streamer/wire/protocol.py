@@ -241,7 +241,7 @@ class ErrorReason(enum.StrEnum):
     EMPTY = "empty"  # count == 0 for samples/truth
     BAD_TOPIC = "bad_topic"
     BAD_FRAMES = "bad_frames"  # not 2..3 frames, or a frame is not bytes-like
-    KIND_MISMATCH = "kind_mismatch"  # header kind != topic kind (or frame 2 not truth)
+    KIND_MISMATCH = "kind_mismatch"  # header kind != topic kind, or frame 2 of samples not a truth block (nor any block)
     TRUTH_MISMATCH = "truth_mismatch"  # truth epoch/seq/count != samples block
     BAD_META = "bad_meta"  # frame 2 not a UTF-8 JSON object (or event without "type")
 
@@ -583,6 +583,16 @@ def decode_message(
             return err
         if n == 2:
             return Message(kind, sensor, block)
+        # Frame 2 of samples is a truth block or nothing (docs/protocol.md §9): bytes that do not
+        # start with the magic (JSON metadata, text, an empty frame) are not a block at all, so
+        # they are a frame of the wrong kind, not a broken block (truncated / bad_magic).
+        head = _as_buffer(frames[2])
+        if head is not None and bytes(head[: len(MAGIC)]) != MAGIC:
+            return DecodeError(
+                ErrorReason.KIND_MISMATCH,
+                "frame 2 of samples is not a block (JSON or other bytes), expected a truth block",
+                sensor,
+            )
         truth = _parse_block(frames[2], max_samples, sensor)
         if isinstance(truth, DecodeError):
             return truth
