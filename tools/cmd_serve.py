@@ -13,6 +13,21 @@ from tools.options import add_curve_arguments, add_field_option, curve_config, f
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import signal
+    import sys
+
+    from tools import supervise as S
+
+    supervised = S.supervised_info()
+    if args.supervise and supervised is None:  # the supervisor: no model, no sockets (tools/supervise.py)
+        from tools.process import setup_logging
+
+        setup_logging(args.verbose)
+        cfg = S.SuperviseConfig(max_restarts=args.max_restarts, restart_window_s=args.restart_window)
+        if "serve" not in sys.argv[1:]:
+            raise S.SuperviseError("--supervise restarts the command line it was started with: "
+                                   "run it as `radarstream serve --supervise …`")
+        state = None if args.state_file is not None else S.default_state_file(args.pub)
+        return S.Supervisor(S.child_argv(sys.argv[1:], state), cfg).run()
 
     from streamer.live.alerts import AlertConfig
     from streamer.live.backends import make_backend
@@ -36,7 +51,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.rescore else None,
         health=HealthConfig(lag_threshold_s=args.lag_threshold, max_sensor_rate=args.max_sensor_rate,
                             heartbeat_ivl_ms=args.heartbeat_ivl, feed_heartbeat=args.feed_heartbeat),
-        curve=curve_config(args),
+        curve=curve_config(args), state_file=args.state_file, state_every_s=args.state_every,
+        state_strict=args.state_strict, restart=supervised if supervised and supervised.get("restarts") else None,
     )
     service = StreamService(cfg, backend, weights_dir=args.weights)
     install_signal_stop(service.stop)
@@ -93,5 +109,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_option(sv, "--heartbeat-ivl", HealthConfig, "heartbeat_ivl_ms", metavar="MS")
     add_field_option(sv, "--feed-heartbeat", HealthConfig, "feed_heartbeat", action="store_true")
     add_curve_arguments(sv)
+    from tools.supervise import SuperviseConfig, default_state_file
+
+    add_field_option(sv, "--state-file", ServiceConfig, "state_file", metavar="PATH", type=str)
+    add_field_option(sv, "--state-every", ServiceConfig, "state_every_s", metavar="S")
+    add_field_option(sv, "--state-strict", ServiceConfig, "state_strict", action="store_true")
+    sv.add_argument("--supervise", action="store_true",
+                    help="run serve as a child process and restart it when it dies (a signal, or a status other "
+                         "than 0 and 2) with back-off 0.5 s doubling to 30 s; SIGTERM/SIGINT/SIGHUP are "
+                         "forwarded; the child continues from --state-file (default: radarstream-serve-<--pub>.state "
+                         f"in the working directory, e.g. {default_state_file(field_default(ServiceConfig, 'pub'))}) "
+                         "and publishes a `restarted` event on event/_service")
+    add_field_option(sv, "--max-restarts", SuperviseConfig, "max_restarts", metavar="N")
+    add_field_option(sv, "--restart-window", SuperviseConfig, "restart_window_s", metavar="S")
     sv.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sv.set_defaults(func=cmd_serve)
