@@ -139,6 +139,9 @@ class ReceiverCounters:
     max_in_flight: int = 0
     ignored_sensors: int = 0
     checkpoints_adopted: int = 0
+    refusals: int = 0
+    """Handshakes the publishers refused (CURVE: this monitor's key not admitted)."""
+    reconnect_after_refusal: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,10 @@ class Batch:
     gates: GateChunk | None = None
     counters: ReceiverCounters = ReceiverCounters()
     r_max_m: float = 1000.0
+    refusal: str | None = None
+    """While a publisher refuses this monitor's handshake (CURVE key not admitted): a short line
+    for the status display (:meth:`StreamReceiver.refusal_status`); the refusals themselves come
+    as ``peer_refused`` events."""
 
     @property
     def n_samples(self) -> int:
@@ -380,6 +387,9 @@ class ReceiverConfig:
     max_samples: int = P.DEFAULT_MAX_SAMPLES
     r_max_m: float | None = None
     """R_max for truth and normalised re-scores; None: the weights', else inferred from pred."""
+    curve: Any = None
+    """A :class:`streamer.wire.security.CurveConfig`: the sockets are CURVE clients (servers
+    where they bind); None: plain ZeroMQ."""
 
 
 class StreamReceiver:
@@ -395,6 +405,8 @@ class StreamReceiver:
         self.r_max_m = config.r_max_m or 1000.0
         self._r_max_known = config.r_max_m is not None
         self._socks: list[zmq.Socket] = []
+        self._watches: list = []  # RefusalWatch of each socket that connects (reconnect after a refusal)
+        self._curve = None
         self._expected: dict[str, tuple[int, int]] = {}
         self._sensors: set[str] = set()
         self.counters = Counter()
@@ -407,27 +419,46 @@ class StreamReceiver:
 
     def open(self) -> None:
         from streamer.live.service import attach
+        from streamer.wire.security import Curve, RefusalWatch, endpoint_mode, socket_role
+
+        if self.config.curve is not None and self._curve is None:
+            self._curve = Curve(self.config.curve, self.ctx)
 
         def sub(endpoints: tuple[str, ...], kinds: tuple[P.Kind, ...]) -> None:
             if not endpoints:
                 return
             s = self.ctx.socket(zmq.SUB)
+            self._socks.append(s)  # closed by close() whatever fails below
             s.setsockopt(zmq.RCVHWM, self.config.rcvhwm)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.MAXMSGSIZE, -1)  # pred/rescore may grow channels (protocol §10)
             for k in kinds:
                 s.setsockopt(zmq.SUBSCRIBE, P.topic_prefix(k))
+            if self._curve is not None:
+                self._curve.secure(s, socket_role(endpoints, "connect"))
+            connected = []
             for e in endpoints:
-                attach(s, e, "connect")
-            self._socks.append(s)
+                resolved = attach(s, e, "connect")
+                if endpoint_mode(e, "connect")[0] == "connect":
+                    connected.append(resolved)
+            if connected:
+                self._watches.append(RefusalWatch(s, connected, what="monitor"))
 
         sub(self.config.feeds, (P.Kind.SAMPLES,))
         sub(self.config.services, (P.Kind.PRED, P.Kind.RESCORE, P.Kind.STATE, P.Kind.EVENT))
 
     def close(self) -> None:
+        for w in self._watches:
+            w.close()
+            self.counters["refusals_closed"] += w.refusals
+            self.counters["reconnects_closed"] += w.reconnects
+        self._watches = []
         for s in self._socks:
             s.close(0)
         self._socks = []
+        if self._curve is not None:
+            self._curve.stop()
+            self._curve = None
         if self._own_ctx:
             self.ctx.term()
         self.closed = True
@@ -451,6 +482,8 @@ class StreamReceiver:
         events: list[EventRecord] = []
         stats = None
         n = 0
+        if self._watches:
+            events.extend(self._refusals())
         for sock in self._socks:
             while n < cfg.max_messages and time.perf_counter() < deadline:
                 try:
@@ -494,7 +527,7 @@ class StreamReceiver:
             sample_chunks[s], raw[s] = self._samples(s, v)
         gates = self.gates.feed(sample_chunks, raw) if self.gates is not None and sample_chunks else None
         return Batch(time.monotonic(), sample_chunks, pred_chunks, rescores, events, stats, gates,
-                     self.snapshot(), self.r_max_m)
+                     self.snapshot(), self.r_max_m, self.refusal_status() if self._watches else None)
 
     def snapshot(self, **extra: int) -> ReceiverCounters:
         c = self.counters
@@ -503,8 +536,36 @@ class StreamReceiver:
             feed_gap_samples=c["feed_gap_samples"], dropped_batches=c["dropped_batches"],
             dropped_samples=c["dropped_samples"], max_in_flight=c["max_in_flight"],
             ignored_sensors=c["ignored_sensors"],
+            refusals=sum(w.refusals for w in self._watches) + c["refusals_closed"],
+            reconnect_after_refusal=sum(w.reconnects for w in self._watches) + c["reconnects_closed"],
             checkpoints_adopted=self.gates.adopted if self.gates is not None else 0, **extra,
         )
+
+    def refusal_status(self) -> str | None:
+        """While a publisher refuses this monitor's handshake: a short line for the status display."""
+        for w in self._watches:
+            text = w.status()
+            if text is not None:
+                return text
+        return None
+
+    def _refusals(self) -> list[EventRecord]:
+        """Refused handshakes (reconnected with back-off) as ``_service`` events: ``peer_refused``
+        at the alarm's pace (the first refusal, then one per interval; not one per attempt) and
+        ``peer_connected`` when a refused publisher lets us in."""
+        out = []
+        now_ns = time.time_ns()
+        for w in self._watches:
+            before = dict(w.refused_now)
+            for r in w.poll():
+                if r.logged:
+                    out.append(EventRecord(SERVICE_SENSOR, "peer_refused", now_ns, 0,
+                                           {"type": "peer_refused", "socket": "monitor", **r.meta()}))
+            for ep in before.keys() - w.refused_now.keys():
+                out.append(EventRecord(SERVICE_SENSOR, "peer_connected", now_ns, 0,
+                                       {"type": "peer_connected", "socket": "monitor", "endpoint": ep,
+                                        "after_refusals": before[ep].refusals}))
+        return out
 
     # -- per kind
 

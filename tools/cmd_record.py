@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.options import add_field_option, positive, topic_kinds
+from tools.options import add_curve_arguments, add_field_option, curve_config, positive, topic_kinds
 
 FAMILY = ("cmd_record", "cmd_recording", "cmd_replay", "cmd_export_csv", "cmd_simulate", "cmd_bench")
 """The modules ``python -m tools.cmd_record`` registers."""
@@ -23,7 +23,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     setup_logging(False)
     cfg = RecorderConfig(feeds=tuple(args.feed), out=args.out, kinds=args.kinds,
                          flush_interval_s=args.flush_interval, chunk_size=args.chunk_size,
-                         compression=args.compression, rcvhwm=args.rcvhwm)
+                         compression=args.compression, rcvhwm=args.rcvhwm, curve=curve_config(args))
 
     def ready(rec: Recorder) -> None:
         print(f"recording {','.join(cfg.kinds)} from {' '.join(rec.feed_endpoints)} -> {cfg.out}", flush=True)
@@ -44,6 +44,11 @@ def cmd_record(args: argparse.Namespace) -> int:
     print(f"recorded {st.recorded} messages ({st.received} received, {sum(st.malformed.values())} malformed "
           f"{dict(st.malformed) or ''}, {st.gaps} gaps = {st.gap_samples} missing samples) -> {cfg.out}{parts}",
           flush=True)
+    watch = recorder.refusal_watch
+    if watch is not None and watch.refusals:
+        print(f"warning: {watch.refusals} refused handshake(s), {watch.reconnects} reconnection(s) after a refusal"
+              + (f"; still refused: {', '.join(watch.refused_now)}" if watch.refused_now else ""),
+              file=sys.stderr, flush=True)
     return 0
 
 
@@ -63,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_field_option(r, "--compression", RecorderConfig, "compression", choices=["zstd", "lz4", "none"],
                      help="chunk compression (lz4: a third of zstd's CPU; `recording repair` rewrites with zstd)")
     add_field_option(r, "--rcvhwm", RecorderConfig, "rcvhwm", metavar="N")
+    add_curve_arguments(r)
     r.add_argument("-v", "--verbose", action="store_true",
                    help="print a line after every durable flush (messages on disk so far)")
     r.set_defaults(func=cmd_record)

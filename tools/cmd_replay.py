@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tools.options import add_time_window, sensor_list, topic_kinds
+from tools.options import add_curve_arguments, add_time_window, curve_config, sensor_list, topic_kinds
 
 
 def _speed(text: str) -> float:
@@ -46,11 +46,13 @@ def _positive_seconds(text: str) -> float:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     import threading
+    import time
 
     import zmq
 
     from streamer.recording.format import RecordingError
     from streamer.recording.replay import PeerWatch, Replayer, close_and_flush, publish_recording, replay_socket
+    from streamer.wire.security import Curve, endpoint_mode, exposure_warning
     from tools.process import install_signal_stop
 
     replayer = Replayer(args.file, kinds=args.kinds, sensors=sensor_list(args), speed=args.speed, clock=args.clock,
@@ -58,13 +60,25 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not replayer.topics:
         raise RecordingError(f"nothing to replay: no {','.join(replayer.kinds)} channel for the selected sensors "
                              f"(recorded: {', '.join(replayer.recording.topics()) or 'none'})")
+    curve_cfg = curve_config(args)
+    warning = exposure_warning(args.pub, "bind", curve_cfg is not None)
+    if warning is not None:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     ctx = zmq.Context()  # our own: terminating it is what flushes the queue before exit
+    curve = Curve(curve_cfg, ctx) if curve_cfg is not None else None
     try:
-        sock, endpoint = replay_socket(ctx, args.pub, sndhwm=args.sndhwm)
+        sock, endpoint = replay_socket(ctx, args.pub, sndhwm=args.sndhwm, curve=curve)
     except BaseException:
+        if curve is not None:
+            curve.stop()
         ctx.term()
         raise
-    peers = PeerWatch(sock)
+
+    def alarm(line: str, level: int) -> None:
+        print(("warning: " if level >= 30 else "") + line, file=sys.stderr, flush=True)
+
+    connecting = endpoint_mode(args.pub, "bind")[0] == "connect"
+    peers = PeerWatch(sock, reconnect=[endpoint] if connecting else None, alarm=alarm)
     stop = threading.Event()
     install_signal_stop(stop.set)
     speed = "max" if replayer.speed == float("inf") else f"x{replayer.speed:g}"
@@ -72,11 +86,17 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"-> {endpoint}", flush=True)
     subscribed = False
     if args.wait > 0:
-        if sock.poll(int(args.wait * 1000)):
-            sock.recv()
-            subscribed = True
-        else:
-            print(f"warning: no subscriber after {args.wait:g} s; replaying anyway", file=sys.stderr)
+        deadline = time.monotonic() + args.wait
+        while not stop.is_set():  # in slices: a refused handshake is reconnected meanwhile (peers.poll)
+            left = deadline - time.monotonic()
+            if sock.poll(int(max(0.0, min(left, 0.1)) * 1000)):
+                sock.recv()
+                subscribed = True
+                break
+            peers.poll()
+            if left <= 0:
+                print(f"warning: no subscriber after {args.wait:g} s; replaying anyway", file=sys.stderr)
+                break
     stats = publish_recording(replayer, sock, stop, stall_timeout_s=args.stall_timeout, peers=peers)
     print(f"sent {stats.messages} messages ({stats.samples} samples) in {stats.seconds:.3f} s, "
           f"{stats.passes} pass(es)" + (f", waited {stats.blocked_s:.3f} s for subscribers" if stats.blocked_s else ""),
@@ -90,6 +110,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"for {args.stall_timeout:g} s (--stall-timeout), replay stopped", file=sys.stderr, flush=True)
         rc = 1
     peers.close()  # reads the last connection events first
+    watch = peers.refusal_watch
+    if watch is not None and watch.refusals:
+        print(f"warning: {watch.refusals} refused handshake(s), {watch.reconnects} reconnection(s) after a refusal; "
+              "what was sent while refused went nowhere", file=sys.stderr, flush=True)
     if peers.disconnects:
         print(f"warning: not delivered: a subscriber disconnected {peers.disconnects} time(s) during the replay; "
               f"what was queued for it then (up to {args.sndhwm} message(s) each time, --sndhwm) was lost and "
@@ -99,6 +123,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"warning: not delivered: no subscriber connected; the {stats.messages} message(s) went nowhere",
               file=sys.stderr, flush=True)
     linger = 0.0 if stop.is_set() else args.linger
+    if curve is not None:
+        curve.stop()  # the authenticator (binding with CURVE) before the context terminates
     flushed = close_and_flush(sock, ctx, linger)
     if flushed and rc == 0:
         print(f"delivered: the {stats.messages} sent message(s) were all written to the subscribers' "
@@ -138,4 +164,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--linger", type=_seconds, default=30.0, metavar="S",
                     help="at the end, wait up to S seconds for the queued messages to be sent before exiting; "
                          "what is still queued then is reported as not delivered (default 30)")
+    add_curve_arguments(rp)
     rp.set_defaults(func=cmd_replay)

@@ -38,7 +38,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     from streamer.live.service import attach
     from streamer.sim.publisher import SimulatedFeed, publish
-    from streamer.wire.security import Curve, exposure_warning, socket_role
+    from streamer.wire.security import Curve, RefusalWatch, endpoint_mode, exposure_warning, socket_role
     from tools.process import install_signal_stop
 
     feed = SimulatedFeed(feed_cfg)
@@ -54,12 +54,22 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         curve = Curve(curve_cfg, ctx)
         curve.secure(sock, socket_role([args.pub], "bind"))
     endpoint = attach(sock, args.pub, "bind")
+    watch = None
+    if endpoint_mode(args.pub, "bind")[0] == "connect":  # a refused handshake: reconnect, and say so
+        watch = RefusalWatch(sock, [endpoint], what="simulate --pub",
+                             alarm=lambda line, level: print(("warning: " if level >= 30 else "") + line,
+                                                             file=sys.stderr, flush=True))
     stop = threading.Event()
     install_signal_stop(stop.set)
     print(f"simulating {args.sensors} sensor(s) at {1e9 / feed.period_ns:g} Hz, "
           f"{args.samples_per_message} sample(s)/message, epoch {feed.epoch} -> {endpoint}", flush=True)
-    sent = publish(feed, sock, stop)
+    sent = publish(feed, sock, stop, housekeeping=watch.poll if watch is not None else None)
     print(f"sent {sent} messages ({feed.seq} samples per sensor)", flush=True)
+    if watch is not None:
+        watch.close()
+        if watch.refusals:
+            print(f"warning: {watch.refusals} refused handshake(s), {watch.reconnects} reconnection(s) after a "
+                  "refusal; what was sent while refused went nowhere", file=sys.stderr, flush=True)
     sock.close(linger=2000)
     if curve is not None:
         curve.stop()

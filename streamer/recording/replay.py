@@ -437,7 +437,7 @@ DEFAULT_STALL_TIMEOUT_S = 30.0
 _SEND_POLL_MS = 100
 
 
-def replay_socket(context: Any, endpoint: str, *, sndhwm: int = DEFAULT_SNDHWM) -> tuple[Any, str]:
+def replay_socket(context: Any, endpoint: str, *, sndhwm: int = DEFAULT_SNDHWM, curve: Any = None) -> tuple[Any, str]:
     """The replay's XPUB socket, lossless: ``(socket, attached endpoint)``.
 
     A plain PUB drops whatever does not fit in a subscriber's queue, silently: at ``--speed max``
@@ -445,7 +445,9 @@ def replay_socket(context: Any, endpoint: str, *, sndhwm: int = DEFAULT_SNDHWM) 
     overflow a subscriber's ``SNDHWM`` queue waits instead (the subscriber's own receive queue and
     TCP window propagate its pace back to here), so the replay goes as fast as the slowest
     subscriber takes messages and loses none. The send timeout only lets :func:`publish_recording`
-    look at its stop flag and its stall clock while it waits."""
+    look at its stop flag and its stall clock while it waits. ``curve``: a
+    :class:`streamer.wire.security.Curve` (owned by the caller) that secures the socket, as a CURVE
+    client when it connects (``>``), as a server when it binds."""
     import zmq
 
     from streamer.recording.format import attach
@@ -457,6 +459,10 @@ def replay_socket(context: Any, endpoint: str, *, sndhwm: int = DEFAULT_SNDHWM) 
     sock.setsockopt(zmq.XPUB_NODROP, 1)
     sock.setsockopt(zmq.SNDTIMEO, _SEND_POLL_MS)
     try:
+        if curve is not None:
+            from streamer.wire.security import socket_role
+
+            curve.secure(sock, socket_role([endpoint], "bind"))
         endpoint = attach(sock, endpoint, "bind")
     except BaseException:
         sock.close(0)
@@ -469,13 +475,25 @@ class PeerWatch:
 
     A subscriber that disconnects while messages are queued for it loses them: ZeroMQ drops its
     queue with the connection and says nothing to the sender. ``publish_recording`` counts these
-    disconnections, so the replay can say that (and when) messages were lost."""
+    disconnections, so the replay can say that (and when) messages were lost.
 
-    def __init__(self, sock: Any):
+    With ``reconnect`` (the endpoints the socket connects to, ``--pub '>…'``) the same monitor
+    drives a :class:`streamer.wire.security.RefusalWatch` (``refusal_watch``): a refused handshake (a
+    CURVE server that does not admit this key yet) is reported through ``alarm(line, level)`` and
+    reconnected with back-off, since libzmq gives up on it."""
+
+    def __init__(self, sock: Any, *, reconnect: list[str] | None = None, alarm: Any = None):
         import zmq
 
         self._sock = sock
-        self._mon = sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
+        self.refusal_watch = None
+        events = zmq.EVENT_ACCEPTED | zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+        if reconnect:
+            from streamer.wire.security import HANDSHAKE_EVENTS, RefusalWatch
+
+            self.refusal_watch = RefusalWatch(sock, reconnect, what="replay --pub", monitor=False, alarm=alarm)
+            events |= HANDSHAKE_EVENTS
+        self._mon = sock.get_monitor_socket(events)
         self.connects = 0
         self.disconnects = 0
 
@@ -491,10 +509,20 @@ class PeerWatch:
                 ev = recv_monitor_message(self._mon, zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if ev["event"] == zmq.EVENT_DISCONNECTED:
-                self.disconnects += 1
-            else:
+            event = ev["event"]
+            endpoint = ev["endpoint"]
+            endpoint = endpoint.decode("utf-8", "replace") if isinstance(endpoint, bytes) else str(endpoint)
+            if event == zmq.EVENT_DISCONNECTED:
+                if self.refusal_watch is None or endpoint not in self.refusal_watch.refused_now:
+                    self.disconnects += 1  # (a refused connection never carried a message)
+            elif event == zmq.EVENT_ACCEPTED or event == zmq.EVENT_CONNECTED and self.refusal_watch is None:
                 self.connects += 1
+            elif self.refusal_watch is not None:
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:  # a connection that got in (not one refused)
+                    self.connects += 1
+                self.refusal_watch.handle(event, endpoint, int(ev["value"]))
+        if self.refusal_watch is not None:
+            self.refusal_watch.tick()
         return self.disconnects
 
     def close(self) -> None:

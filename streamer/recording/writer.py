@@ -310,6 +310,12 @@ class RecorderConfig:
     max_channels: int = MAX_CHANNELS
     """Channels per file; a topic that would exceed it finishes the file and continues in the next
     part (:func:`part_path`: ``run.mcap``, ``run.2.mcap``, ...). MCAP's own limit is the default."""
+    curve: Any = None
+    """A :class:`streamer.wire.security.CurveConfig` (``--curve-keys``): CURVE on the SUB socket
+    (client keypair when it connects, the allow-list when it binds); None: plain ZeroMQ."""
+    refusal_first_s: float = 0.5
+    refusal_max_s: float = 30.0
+    """Back-off of the reconnection after a refused handshake (libzmq itself never retries one)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", parse_kinds(self.kinds))
@@ -382,6 +388,10 @@ class Recorder:
         self._expected: dict[tuple[str, str], tuple[int, int]] = {}
         self._topics: dict[bytes, _Topic] = {}
         self._warned: set[str] = set()
+        self._curve = None
+        self.refusal_watch = None
+        """The :class:`streamer.wire.security.RefusalWatch` of the connected feeds (while running):
+        refused handshakes, reconnections."""
         # decode_message with a topic cache and a fast path for samples without truth (same results)
         self._decoder = P.Decoder(max_samples=config.max_samples_per_message, with_truth=True)
 
@@ -406,8 +416,37 @@ class Recorder:
         sub.setsockopt(zmq.LINGER, 0)
         for kind in cfg.kinds:
             sub.setsockopt(zmq.SUBSCRIBE, f"{kind}/".encode())
-        self.feed_endpoints = [attach(sub, f, "connect") for f in cfg.feeds]
+        try:
+            if cfg.curve is not None:
+                from streamer.wire.security import Curve, socket_role
+
+                self._curve = Curve(cfg.curve, self.ctx)
+                self._curve.secure(sub, socket_role(cfg.feeds, "connect"))
+            self.feed_endpoints = [attach(sub, f, "connect") for f in cfg.feeds]
+            self.refusal_watch = self._watch(sub)
+        except BaseException:
+            sub.close(0)
+            self._stop_curve()
+            raise
         return sub
+
+    def _watch(self, sub: zmq.Socket):
+        """Reconnect-after-refusal of the feeds this socket connects to (None if it binds them all)."""
+        from streamer.wire.security import RefusalWatch, endpoint_mode
+
+        cfg = self.config
+        connected = [ep for f, ep in zip(cfg.feeds, self.feed_endpoints) if endpoint_mode(f, "connect")[0] == "connect"]
+        if not connected:
+            return None
+        return RefusalWatch(sub, connected, what="record feed", first_s=cfg.refusal_first_s,
+                            max_s=cfg.refusal_max_s, logger=log)
+
+    def _stop_curve(self) -> None:
+        if self.refusal_watch is not None:
+            self.refusal_watch.close()
+        if self._curve is not None:
+            self._curve.stop()
+            self._curve = None
 
     def _meta(self, part: int) -> dict[str, Any]:
         cfg = self.config
@@ -434,6 +473,7 @@ class Recorder:
             self._writer = self._new_writer(1)
         except BaseException:
             sub.close(0)
+            self._stop_curve()
             self.ready.set()
             raise
         log.info("recording %s from %s -> %s", ",".join(cfg.kinds), self.feed_endpoints, cfg.out)
@@ -443,17 +483,25 @@ class Recorder:
         interval = cfg.flush_interval_s
         next_flush = time.monotonic() + interval
         cpu0 = time.thread_time()
+        watch = self.refusal_watch
+        next_watch = 0.0
         try:
             while not self._stop.is_set():
                 wait = max(0.0, min(next_flush - time.monotonic(), 0.1))
                 if sub.poll(int(wait * 1000)):
                     self._drain(sub, next_flush)
                 now = time.monotonic()
+                if watch is not None and now >= next_watch:  # refused handshakes: alarm, reconnect when due
+                    watch.poll(now)
+                    next_watch = now + 0.05
                 if now >= next_flush:
                     self._flush(self._writer)
                     next_flush = now + interval
         finally:
+            if watch is not None:
+                watch.close()
             sub.close(0)
+            self._stop_curve()
             self.stats.cpu_s = time.thread_time() - cpu0
             writer = self._writer
             try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,17 +81,43 @@ class SimulatedFeed:
         return -(-n // self.config.samples_per_message)
 
 
+HOUSEKEEPING_S = 0.05
+"""How often ``publish`` calls its ``housekeeping`` hook at most (and at least, between messages)."""
+
+
 def publish(
-    feed: SimulatedFeed, sock: zmq.Socket, stop: threading.Event | None = None, *, warmup_s: float = 0.3
+    feed: SimulatedFeed, sock: zmq.Socket, stop: threading.Event | None = None, *, warmup_s: float = 0.3,
+    housekeeping: Callable[[float], object] | None = None,
 ) -> int:
     """Send the feed on ``sock`` (paced on absolute deadlines, so no drift); returns messages sent.
 
     ``warmup_s`` waits once before the first message so that subscribers already connecting are
     attached (ZeroMQ's slow-joiner); receivers never report a gap for what they never saw anyway.
+    ``housekeeping(now)`` (monotonic seconds) is called about every :data:`HOUSEKEEPING_S` from
+    the sending thread, also while waiting: e.g. a :class:`streamer.wire.security.RefusalWatch`'s
+    ``poll`` that reconnects a refused ``>`` endpoint.
     """
     stop = stop or threading.Event()
+    next_hk = 0.0
+
+    def wait(seconds: float) -> None:
+        nonlocal next_hk
+        if housekeeping is None:
+            time.sleep(seconds)
+            return
+        end = time.perf_counter() + seconds
+        while True:
+            now = time.monotonic()
+            if now >= next_hk:
+                housekeeping(now)
+                next_hk = now + HOUSEKEEPING_S
+            left = end - time.perf_counter()
+            if left <= 0 or stop.is_set():
+                return
+            time.sleep(min(left, HOUSEKEEPING_S))
+
     if warmup_s:
-        time.sleep(warmup_s)
+        wait(warmup_s)
     total = feed.total_messages()
     interval = feed.period_ns * feed.config.samples_per_message / 1e9
     start = time.perf_counter()
@@ -99,7 +126,11 @@ def publish(
         if feed.config.realtime:
             delay = start + n * interval - time.perf_counter()
             if delay > 0:
-                time.sleep(delay)
+                wait(delay)
+        if housekeeping is not None and time.monotonic() >= next_hk:
+            now = time.monotonic()
+            housekeeping(now)
+            next_hk = now + HOUSEKEEPING_S
         for frames in feed.next_messages():
             sock.send_multipart(frames, copy=False)
             sent += 1

@@ -434,3 +434,168 @@ class RefusalRetry:
             self.sock.connect(ep)
             self.retries += 1
         return done
+
+
+# ------------------------------------------------------------------ refused connecting clients
+
+HANDSHAKE_EVENTS = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+                    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+"""Socket monitor events a :class:`RefusalWatch` acts on (a monitor may carry others too)."""
+
+_REFUSAL_REASONS = {
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "handshake_failed",
+    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "handshake_failed_protocol",
+    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "handshake_failed_auth",
+}
+_PROTOCOL_ERROR_NAMES = {
+    int(v): k[len("PROTOCOL_ERROR_"):].lower()
+    for k, v in vars(zmq).items() if k.startswith("PROTOCOL_ERROR_") and isinstance(v, int)
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One refused handshake of a connecting socket, as :class:`RefusalWatch` reports it."""
+
+    endpoint: str
+    reason: str
+    """``handshake_failed_auth`` (the server's authenticator said no: the key is not admitted),
+    ``handshake_failed_protocol`` (e.g. CURVE against NULL, a wrong server key) or
+    ``handshake_failed`` (no detail: the peer closed, ``detail`` has the errno)."""
+    detail: str
+    retry_in_s: float
+    refusals: int
+    """Refusals of this endpoint since it last got in (this one included)."""
+    logged: bool
+    """This refusal wrote the alarm line (the others of the interval are only counted)."""
+
+    def meta(self) -> dict:
+        return {"endpoint": self.endpoint, "reason": self.reason, "detail": self.detail,
+                "retry_in_s": round(self.retry_in_s, 3), "refusals": self.refusals}
+
+
+class RefusalWatch:
+    """A connecting socket's handshake monitor driving its :class:`RefusalRetry`, with an alarm.
+
+    The piece every radarstream client that connects shares (record, simulate/replay with ``>``,
+    the GUI's receiver): libzmq gives up on a connection whose handshake the server refused, so
+    the watch reconnects it with back-off, and says so (``alarm(line, level)``; default: the log):
+    one line with the endpoint, the reason and the retry delay at the first refusal, then at most
+    one line per ``log_interval_s`` and endpoint (counting the refusals in between), and one line
+    when the endpoint gets in again.
+
+    Use from the socket's thread: :meth:`poll` now and then (it never blocks). A caller that
+    already monitors the socket for other events (libzmq allows one monitor per socket) passes
+    ``monitor=False`` and hands the handshake events to :meth:`handle`, then calls :meth:`tick`.
+    """
+
+    def __init__(self, sock: zmq.Socket, endpoints: Iterable[str], *, what: str = "connection",
+                 monitor: bool = True, first_s: float = 0.5, max_s: float = 30.0, log_interval_s: float = 60.0,
+                 alarm=None, logger: logging.Logger | None = None):
+        self.what = what
+        self.retry = RefusalRetry(sock, list(endpoints), first_s=first_s, max_s=max_s)
+        self.log_interval_s = log_interval_s
+        self._log = logger or log
+        self._alarm = alarm  # callable(line, level) for the alarm lines; default: this module's log
+        self.refusals = 0
+        self.alarms = 0
+        self._count: dict[str, int] = {}  # endpoint -> refusals since it last got in
+        self._last_line: dict[str, tuple[float, int]] = {}  # endpoint -> (time of its last line, refusals then)
+        self.refused_now: dict[str, Refusal] = {}  # endpoints refused and not in again yet
+        self._mon = sock.get_monitor_socket(HANDSHAKE_EVENTS) if monitor and self.retry.endpoints else None
+
+    @property
+    def reconnects(self) -> int:
+        return self.retry.retries
+
+    def _say(self, text: str, level: int = logging.WARNING) -> None:
+        if self._alarm is not None:
+            self._alarm(text, level)
+        else:
+            self._log.log(level, "%s", text)
+
+    def handle(self, event: int, endpoint: str, value: int, now: float | None = None) -> Refusal | None:
+        """One monitor event; returns the Refusal when it was a refused handshake of one of our
+        endpoints (a reconnect is then scheduled)."""
+        now = time.monotonic() if now is None else now
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.retry.connected(endpoint)
+            n = self._count.pop(endpoint, 0)
+            self._last_line.pop(endpoint, None)
+            if self.refused_now.pop(endpoint, None) is not None or n:
+                self._say(f"{self.what} to {endpoint}: handshake succeeded after {n} refusal(s); connected",
+                          logging.INFO)
+            return None
+        reason = _REFUSAL_REASONS.get(int(event))
+        if reason is None:
+            return None
+        delay = self.retry.refused(endpoint, now)
+        if delay is None:
+            return None
+        self.refusals += 1
+        n = self._count[endpoint] = self._count.get(endpoint, 0) + 1
+        if reason == "handshake_failed_protocol":
+            detail = _PROTOCOL_ERROR_NAMES.get(value, str(value))
+        elif reason == "handshake_failed_auth":
+            detail = f"zap status {value}"
+        else:
+            detail = f"errno {value}"
+        last, n_then = self._last_line.get(endpoint, (-1e18, 0))
+        logged = now - last >= self.log_interval_s
+        if logged:
+            hint = {"handshake_failed_auth": " (this client's key is not in the server's allow-list?)",
+                    "handshake_failed_protocol": " (CURVE on one side only, or the wrong server key?)"}.get(reason, "")
+            more = f"; {n - n_then - 1} more refusal(s) since the last line" if n - n_then > 1 else ""
+            self._say(f"{self.what} to {endpoint} refused: {reason} {detail}{hint}; retrying in {delay:g} s "
+                      f"(refusal {n}; back-off up to {self.retry.max_s:g} s{more})")
+            self._last_line[endpoint] = (now, n)
+            self.alarms += 1
+        refusal = Refusal(endpoint, reason, detail, delay, n, logged)
+        self.refused_now[endpoint] = refusal
+        return refusal
+
+    def tick(self, now: float | None = None) -> list[str]:
+        """Reconnect the refused endpoints whose back-off is over; returns them."""
+        done = self.retry.tick(time.monotonic() if now is None else now)
+        for ep in done:  # debug: one line per attempt is what the alarm's rate limit is for
+            self._log.debug("%s: reconnecting to %s after a refused handshake", self.what, ep)
+        return done
+
+    def poll(self, now: float | None = None) -> list[Refusal]:
+        """Read the pending monitor events (never blocks), then reconnect what is due."""
+        now = time.monotonic() if now is None else now
+        out: list[Refusal] = []
+        if self._mon is not None:
+            from zmq.utils.monitor import parse_monitor_message
+
+            while True:
+                try:
+                    frames = self._mon.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except zmq.ZMQError:  # the context is terminating
+                    break
+                try:
+                    m = parse_monitor_message(frames)
+                except (ValueError, KeyError, IndexError):
+                    continue
+                ep = m["endpoint"]
+                ep = ep.decode("utf-8", "replace") if isinstance(ep, bytes) else str(ep)
+                r = self.handle(int(m["event"]), ep, int(m["value"]), now)
+                if r is not None:
+                    out.append(r)
+        self.tick(now)
+        return out
+
+    def status(self) -> str | None:
+        """A short line for a status display while an endpoint is refused, else None."""
+        if not self.refused_now:
+            return None
+        r = next(iter(self.refused_now.values()))
+        more = f" (+{len(self.refused_now) - 1} more)" if len(self.refused_now) > 1 else ""
+        return f"refused by {r.endpoint}: {r.reason} {r.detail}; retrying (refusal {r.refusals}){more}"
+
+    def close(self) -> None:
+        if self._mon is not None:
+            self._mon.close(0)
+            self._mon = None
