@@ -115,6 +115,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.counters = ReceiverCounters()
         self.stats: dict[str, Any] | None = None
         self.stats_at = 0.0
+        self.refusal: str | None = None  # while a publisher refuses our CURVE handshake (its line)
         self.rescore_summaries: dict[str, dict[str, Any]] = {}  # latest re-score summary per sensor
         self.event_counts: Counter = Counter()  # (sensor, type) -> n
         self.redraw_ms: deque[float] = deque(maxlen=120)
@@ -358,6 +359,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _ingest(self, batch: Batch) -> None:
         self.batches += 1
         self.counters = batch.counters
+        self.refusal = batch.refusal
         if batch.created < self._cleared_at:  # polled before a clear (replay seek): stale data
             return
         if batch.r_max_m and self.worker_config.receiver.r_max_m is None and abs(batch.r_max_m - self.r_max_m) > 1e-6:
@@ -938,7 +940,10 @@ class MainWindow(QtWidgets.QMainWindow):
             lab["service"].setToolTip(f"The service's throughput and sensors; backend {stats.get('backend', '?')}")
         else:
             lab["latency"].setText("–")
-            lab["service"].setText("no stats (service not running?)" if stats is None else "stats stale (stopped?)")
+            if self.refusal is not None:  # not "not running": running, and refusing this monitor's key
+                lab["service"].setText(self.refusal)
+            else:
+                lab["service"].setText("no stats (service not running?)" if stats is None else "stats stale (stopped?)")
         counters = (stats or {}).get("counters", {}) or {}
         errors = (stats or {}).get("decode_errors", {}) or {}
         ev = self.event_counts

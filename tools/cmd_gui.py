@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from radarstream.errors import RadarstreamError
-from tools.options import add_field_option, positive, source_field
+from tools.options import add_curve_arguments, add_field_option, curve_config, positive, source_field
 
 DEFAULT_FEED = "tcp://127.0.0.1:5555"
 DEFAULT_SERVICE = "tcp://127.0.0.1:5556"
@@ -54,7 +54,7 @@ def cmd_gui(args: argparse.Namespace) -> int:
     options = GuiOptions(
         window=WindowConfig(window_s=args.window, threshold_m=args.threshold,
                             history=HistoryConfig(samples=args.history), start_view=args.view),
-        worker=WorkerConfig(receiver=ReceiverConfig(feeds=feeds, services=services),
+        worker=WorkerConfig(receiver=ReceiverConfig(feeds=feeds, services=services, curve=curve_config(args)),
                             weights=Path(args.weights) if args.weights else None),
         screenshot=Path(args.screenshot) if args.screenshot else None,
         quit_after_s=args.quit_after, size=args.size, sensor=args.sensor, autoplay=not args.paused,
@@ -121,6 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="save a PNG of the window after --quit-after seconds (default 5), then quit")
     g.add_argument("--quit-after", type=positive, default=None, metavar="SECONDS",
                    help="close the monitor after this many seconds")
+    add_curve_arguments(g)
     g.set_defaults(func=cmd_gui)
 
 

@@ -113,7 +113,7 @@ def rate_or_max(text: str) -> float | None:
 
 
 def add_curve_arguments(p: argparse.ArgumentParser) -> None:
-    """``--curve-keys DIR`` and ``--curve-client NAME`` (serve, simulate)."""
+    """``--curve-keys DIR`` and ``--curve-client NAME`` (serve, simulate, record, replay, gui)."""
     from streamer.wire.security import CurveConfig
 
     p.add_argument("--curve-keys", default=None, metavar="DIR",

@@ -319,6 +319,8 @@ def test_gui_window_logs_the_refusal_then_shows_the_predictions(tiny_weights, tm
                     line = next(t for t in win.event_log.toPlainText().splitlines() if "peer_refused" in t)
                     assert service.pub_endpoint in line and "handshake_failed_auth" in line and "retry_in_s=" in line
                     assert "up" not in win.histories or not len(win.histories["up"].preds)
+                    # the status line says the service refuses this monitor, not that it is not running
+                    qtbot.waitUntil(lambda: "refused by" in win.status_labels["service"].text(), timeout=10_000)
                     shutil.move(held, d / ALLOW_DIR / "gui.key")
                     service.reload_keys()
 

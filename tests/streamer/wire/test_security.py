@@ -50,6 +50,13 @@ def test_keys_command_writes_private_secrets_and_an_allow_list(tmp_path, capsys)
     args = build_parser().parse_args(["serve", "--curve-keys", str(d), "--curve-client", "sensor"])
     assert (args.curve_keys, args.curve_client) == (str(d), "sensor")
     assert build_parser().parse_args(["simulate", "--curve-keys", str(d)]).curve_keys == str(d)
+    from tools.options import curve_config
+
+    for command in ("record", "replay", "gui"):  # every connecting client can be a CURVE client (issue 16.4)
+        args = build_parser().parse_args([command, *(["x.mcap"] if command == "replay" else []),
+                                          "--curve-keys", str(d), "--curve-client", "viewer"])
+        cfg = curve_config(args)
+        assert (cfg.keys_dir, cfg.client) == (str(d), "viewer"), command
 
 
 def test_curve_admits_only_allow_listed_clients_and_logs_every_refusal(tiny_weights, tmp_path, caplog, figures):
