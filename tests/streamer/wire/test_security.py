@@ -53,8 +53,8 @@ def test_keys_command_writes_private_secrets_and_an_allow_list(tmp_path, capsys)
     from tools.options import curve_config
 
     for command in ("record", "replay", "gui"):  # every connecting client can be a CURVE client (issue 16.4)
-        args = build_parser().parse_args([command, *(["x.mcap"] if command == "replay" else []),
-                                          "--curve-keys", str(d), "--curve-client", "viewer"])
+        needed = {"record": ["--feed", "tcp://127.0.0.1:5556", "--out", "x.mcap"], "replay": ["x.mcap"], "gui": []}
+        args = build_parser().parse_args([command, *needed[command], "--curve-keys", str(d), "--curve-client", "viewer"])
         cfg = curve_config(args)
         assert (cfg.keys_dir, cfg.client) == (str(d), "viewer"), command
 
