@@ -983,7 +983,7 @@ class StreamService:
                 retry.connected(ev.endpoint)
             if kind == "peer_refused":
                 detail = ev.detail
-                if self.curve is None and ev.name == "handshake_failed":
+                if self.curve is None and ev.name.startswith("handshake_failed"):  # any failed handshake of a plain socket
                     detail += " (the peer may require CurveZMQ: serve with --curve-keys DIR)"
                 fields.update(reason=ev.name, detail=detail)
                 delay = retry.refused(ev.endpoint, time.monotonic()) if retry is not None else None
