@@ -105,10 +105,11 @@ def evaluate_models(bundle: ModelBundle, data: HeldOutSet, window: int = 512, *,
         y, y_std = causal_stream(bundle.causal, xin), None
     y = y * to_data(bundle.causal)
     t = np.arange(data.samples.shape[0]) / rate
-    cfg = CPAFitConfig(r_max=data.config.r_max_m)
+    # the fit as serve runs it: the model's (declared) profile, in the data's R_max units
+    cfg = CPAFitConfig.for_profile(bundle.causal.profile, r_max=data.config.r_max_m)
     if classical:
         hyb = OnlineHybrid(cfg, rule=HybridRule())
-        y_cls, y_hyb = hyb.process(t, data.samples[:, 1].astype(np.float64), y)
+        y_cls, y_hyb = hyb.process(t, data.samples[:, 1].astype(np.float64), y, y_std)
         whole = [fit_cpa(t[e.start : e.stop], data.samples[e.start : e.stop, 1].astype(np.float64), cfg) for e in encs]
         ok = np.array([f.ok for f in whole])
         est.failed["classical LS, whole encounter"] = ~ok
@@ -248,7 +249,9 @@ HEADLINE_METHODS: tuple[str, ...] = (
     "bidirectional LSTM @ CPA (512-sample window)",
     "pooled DminRegressorLSTM",
     "classical LS, whole encounter (prior mean if it fails)",
+    "classical LS, causal @ CPA−1 s (prior mean if no fit)",
     "classical LS, causal @ CPA+1 s (prior mean if no fit)",
+    "hybrid (online) @ CPA−1 s",
     "hybrid (online) @ CPA+1 s",
     "hybrid, whole encounter (classical, else bidirectional)",
 )

@@ -1062,6 +1062,13 @@ class StreamingCPAEstimator:
         out = self._run(np.round(t_arr * 1e9).astype(np.int64), d_arr, margin, t_arr)
         return (out[:, 0], out[:, 2] > 0.5) if cpa_margin_s is not None else out[:, 0]
 
+    def process_full(self, t: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """:meth:`process` with every output: ``[T, 5]`` :data:`CPA_OUTPUTS` (float seconds)."""
+        t_arr, d_arr = _as_1d_pair(t, distance)
+        if not np.all(np.isfinite(t_arr)):
+            raise ValueError("sample times must be finite")
+        return self._run(np.round(t_arr * 1e9).astype(np.int64), d_arr, self.cpa_margin_s, t_arr)
+
     def _run(self, t_ns: np.ndarray, d_arr: np.ndarray, margin_s: float, t_s: np.ndarray | None = None,
              amp: np.ndarray | None = None) -> np.ndarray:
         """The loop: only detections enter Python; other samples are filled by vectorised

@@ -403,11 +403,51 @@ def test_junk_detections_find_no_consensus() -> None:
     assert np.all(np.isnan(StreamingCPAEstimator().process(t, d)))
 
 
-def test_a_fit_restarted_on_the_outgoing_leg_is_not_trusted_by_the_hybrid() -> None:
+def at_(t: np.ndarray, s: float) -> int:
+    return int(np.searchsorted(t, s))
+
+
+def _bright_pass(dmin_m: float = 80.0, speed: float = 30.0, rate: float = 20.0):
+    t = np.arange(-15.0, 15.0, 1.0 / rate)
+    rng = np.random.default_rng(7)
+    distance = np.sqrt(dmin_m**2 + (speed * t) ** 2) + rng.normal(0.0, 2.0, t.shape)
+    return t, np.stack([np.full_like(t, 30.0), distance], axis=1).astype(np.float32)
+
+
+def test_the_hybrid_takes_the_fit_before_the_cpa_when_its_sigma_is_the_smaller():
+    """On the approach the fit of a straight, bright pass is far more precise than the LSTM: the
+    σ comparison takes it before the CPA rule can (1 s before the CPA), within a few metres of
+    the truth; with ``compare_std=False`` (the first rule) the hybrid is still the LSTM there,
+    and with a large extrapolation allowance (a fit that far from its CPA is not trusted) too."""
+    from models.hybrid import HybridRule, OnlineHybrid
+    from radarstream.online import Block
+
+    t, x = _bright_pass()
+    lstm = np.stack([np.full(t.shape, 0.3), np.full(t.shape, 0.08)], axis=1)  # 300 ± 80 m: poor
+    i = at_(t, -1.0)
+    new = OnlineHybrid(CPAFitConfig()).update(Block.regular(x, period_ns=50_000_000, estimate=lstm))
+    old = OnlineHybrid(CPAFitConfig(), rule=HybridRule(compare_std=False)).update(
+        Block.regular(x, period_ns=50_000_000, estimate=lstm))
+    assert abs(new[i, 2] * 1000.0 - 80.0) < 10.0
+    # the hybrid's σ is the fit's, widened for the second still to go to its CPA (20 m/s), and below the LSTM's
+    assert new[i, 3] == pytest.approx(np.hypot(new[i, 1], 0.020 * new[i, 4]), rel=1e-9) and new[i, 3] < 0.08
+    assert old[i, 2] == pytest.approx(0.3)
+    wide = OnlineHybrid(CPAFitConfig(), rule=HybridRule(extrapolation_m_per_s=200.0)).update(
+        Block.regular(x, period_ns=50_000_000, estimate=lstm))
+    assert wide[i, 2] == pytest.approx(0.3) and abs(wide[at_(t, -0.1), 2] * 1000.0 - 80.0) < 10.0
+    # an LSTM without σ keeps the first rule
+    plain = OnlineHybrid(CPAFitConfig()).update(Block.regular(x, period_ns=50_000_000, estimate=lstm[:, 0]))
+    assert plain[i, 2] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("lstm_std", [None, 0.05], ids=["lstm-without-sigma", "lstm-sigma-50m"])
+def test_a_fit_restarted_on_the_outgoing_leg_is_not_trusted_by_the_hybrid(lstm_std) -> None:
     """The known failure of issue 13: a target that changes course after its CPA makes the
     online fit restart on the outgoing leg; that fit matches its few recent points well, and its
     vertex (an extrapolated Dmin, hundreds of metres off) lies before them. The hybrid must keep
-    the LSTM's estimate then, and still use the fit that observed its own vertex."""
+    the LSTM's estimate then, and still use the fit that observed its own vertex. With an LSTM σ
+    (50 m) the restarted fit's own σ falls below it (5–16 m): the σ comparison must not let it in
+    (its CPA lies more than ``trust_past_cpa_s`` behind, vertex unobserved)."""
     from models.hybrid import OnlineHybrid
     from radarstream.online import Block
 
@@ -419,12 +459,17 @@ def test_a_fit_restarted_on_the_outgoing_leg_is_not_trusted_by_the_hybrid() -> N
     distance = np.where(t < 4.0, before, after) + rng.normal(0.0, 1.0, t.shape)
     x = np.stack([np.full_like(t, 1e3), distance], axis=1).astype(np.float32)  # bright: 60 dB
     lstm = np.full(t.shape, 0.123)
-    blk = Block.regular(x, period_ns=50_000_000, estimate=lstm)
+    estimate = lstm if lstm_std is None else np.stack([lstm, np.full(t.shape, lstm_std)], axis=1)
+    blk = Block.regular(x, period_ns=50_000_000, estimate=estimate)
     out = OnlineHybrid(CPAFitConfig()).update(blk)
     classical, hybrid = out[:, 0] * 1000.0, out[:, 2]
+    if lstm_std is not None:
+        assert (out[at_(t, 8.0):, 1] < lstm_std).any()  # the case the σ rule must refuse
     at = lambda s: int(np.searchsorted(t, s))  # noqa: E731
     assert abs(classical[at(3.5)] - 50.0) < 5.0 and abs(hybrid[at(3.5)] * 1000.0 - 50.0) < 5.0
     assert classical[-1] > 300.0  # the restarted fit: well-posed, wrong
     np.testing.assert_array_equal(hybrid[at(8.0):], lstm[at(8.0):])  # ... and not used
+    if lstm_std is not None:
+        return
     with pytest.raises(ValueError, match="vertex_slack_s"):
         CPAFitConfig(vertex_slack_s=-1.0)
