@@ -105,3 +105,27 @@ def test_a_2000_m_profile_gives_classical_estimates_beyond_1000_m():
     assert good.sum() > 500
     assert np.nanmax(cls_m) > 1100.0
     assert np.nanmedian(np.abs(cls_m[good] - cols["dmin_m"][good])) < 50.0
+
+
+def test_score_parquet_output_is_the_parquet_extra(tiny_weights, tmp_path, capsys):
+    """``--out x.parquet`` (issue 16.13): with pyarrow (``pip install -e '.[parquet]'``) it writes
+    the same table as the CSV; without it, one error line that names the project's extra, and no
+    file. Either way the advertised option is honest."""
+    import importlib.util
+
+    out = tmp_path / "s.parquet"
+    common = ["score", "--simulate", "5", "--seed", "3", "--weights", str(tiny_weights), "--quiet"]
+    argv = [*common, "--out", str(out)]
+    if importlib.util.find_spec("pyarrow") is None:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and ".[parquet]" in err
+        assert not out.exists()
+        return
+    import pyarrow.parquet as pq
+
+    assert main(argv) == 0
+    csv = tmp_path / "s.csv"
+    assert main([*common, "--out", str(csv)]) == 0
+    table = pq.read_table(out)
+    assert table.column_names == list(_read(csv)[0]) and table.num_rows == len(_read(csv))
