@@ -53,21 +53,28 @@ class HybridRule:
 
     def classical_std(self, cpa: np.ndarray, r_max_m: float) -> np.ndarray:
         """The fit's σ (normalised) widened for the time still to go to its CPA."""
-        ahead = np.maximum(np.nan_to_num(cpa[:, 4], nan=0.0), 0.0)
-        widen = self.extrapolation_m_per_s / r_max_m * ahead
-        return np.sqrt(cpa[:, 1] ** 2 + widen**2)
+        ahead = cpa[:, 4]
+        ahead = np.where(ahead > 0.0, ahead, 0.0)  # NaN (no fit) and the past: no widening
+        widen = (self.extrapolation_m_per_s / r_max_m) * ahead
+        return np.sqrt(cpa[:, 1] * cpa[:, 1] + widen * widen)
 
-    def use_classical(self, cpa: np.ndarray, lstm_std: np.ndarray, r_max_m: float = 1000.0) -> np.ndarray:
-        """Per sample, whether the online hybrid takes the classical fit; ``cpa`` is
-        :meth:`StreamingCPAEstimator.update`'s ``[T, 5]`` (estimate, σ, CPA passed, chi2, time
-        to CPA), ``lstm_std`` the LSTM's σ (NaN where it has none), both normalised."""
+    def decide(self, cpa: np.ndarray, lstm_std: np.ndarray, r_max_m: float = 1000.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per sample: whether the online hybrid takes the classical fit, and the fit's σ it
+        would carry (widened). ``cpa`` is :meth:`StreamingCPAEstimator.update`'s ``[T, 5]``
+        (estimate, σ, CPA passed, chi2, time to CPA), ``lstm_std`` the LSTM's σ (NaN where it
+        has none), both normalised."""
         est, passed, chi2, to_cpa = cpa[:, 0], cpa[:, 2] > 0.5, cpa[:, 3], cpa[:, 4]
         ok = np.isfinite(est) & ~(chi2 > self.max_chi2)  # NaN chi2: no test
         if not self.compare_std:
-            return ok & passed
+            return ok & passed, cpa[:, 1]
+        std = self.classical_std(cpa, r_max_m)
         with np.errstate(invalid="ignore"):  # NaN σ or time: False
-            sharper = (self.classical_std(cpa, r_max_m) < lstm_std) & (to_cpa > -self.trust_past_cpa_s)
-        return ok & (passed | sharper)
+            sharper = (std < lstm_std) & (to_cpa > -self.trust_past_cpa_s)
+        return ok & (passed | sharper), std
+
+    def use_classical(self, cpa: np.ndarray, lstm_std: np.ndarray, r_max_m: float = 1000.0) -> np.ndarray:
+        """:meth:`decide`'s first half."""
+        return self.decide(cpa, lstm_std, r_max_m)[0]
 
 
 def hybrid_whole(fit: CPAFitResult, t_first: float, t_last: float, lstm_norm: float,
@@ -111,8 +118,7 @@ class OnlineHybrid:
         lstm = np.asarray(block.estimate, np.float64)
         y, y_std = (lstm[:, 0], lstm[:, 1]) if lstm.ndim == 2 else (lstm, np.full(lstm.shape[0], np.nan))
         cpa = self.classical.update(block)
-        use = self.rule.use_classical(cpa, y_std, self.r_max_m)
-        std = self.rule.classical_std(cpa, self.r_max_m) if self.rule.compare_std else cpa[:, 1]
+        use, std = self.rule.decide(cpa, y_std, self.r_max_m)
         return np.stack([cpa[:, 0], cpa[:, 1], np.where(use, cpa[:, 0], y), np.where(use, std, y_std), cpa[:, 4]],
                         axis=1)
 
