@@ -46,20 +46,35 @@ def start_nats(tmp: Path) -> tuple[subprocess.Popen, str]:
     return proc, f"nats://127.0.0.1:{port}"
 
 
+WORKER_PORTS = 40
+
+
+def _node_ports(head_port: int | None) -> list[int]:
+    """Four agent ports, the first worker port and a client-server port, none of them inside the
+    worker range [w, w + WORKER_PORTS] (Ray refuses a configuration whose ports overlap: a
+    random free port fell into that range once in a CI-sized run) nor equal to the head's port."""
+    while True:
+        ports = [free_port() for _ in range(6)]
+        w = ports[4]
+        others = [*ports[:4], ports[5], *([head_port] if head_port else [])]
+        if len(set(ports)) == 6 and not any(w <= q <= w + WORKER_PORTS for q in others):
+            return ports
+
+
 class RayNode:
     """``ray start --block`` on one loopback address (a node of its own), in its own session."""
 
     def __init__(self, tmp: Path, ip: str, *, head_port: int | None = None, head: str | None = None, cpus: int = 0):
-        ports = [free_port() for _ in range(5)]
+        ports = _node_ports(head_port)
         self.ip, self.log = ip, tmp / f"ray-{ip}.log"
         args = [str(BIN / "ray"), "start", "--block", f"--node-ip-address={ip}", f"--num-cpus={cpus}",
                 f"--temp-dir={tmp / 'ray'}", "--disable-usage-stats", f"--dashboard-agent-listen-port={ports[0]}",
                 f"--dashboard-agent-grpc-port={ports[1]}", f"--runtime-env-agent-port={ports[2]}",
-                f"--metrics-export-port={ports[3]}", f"--min-worker-port={ports[4]}", f"--max-worker-port={ports[4] + 40}"]
+                f"--metrics-export-port={ports[3]}", f"--min-worker-port={ports[4]}", f"--max-worker-port={ports[4] + WORKER_PORTS}"]
         if head is None:
             self.address = f"{ip}:{head_port}"
             args += ["--head", f"--port={head_port}", "--include-dashboard=false",
-                     f"--ray-client-server-port={free_port()}"]
+                     f"--ray-client-server-port={ports[5]}"]
         else:
             self.address = head
             args += [f"--address={head}"]
