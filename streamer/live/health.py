@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import zmq
 
+from streamer.wire.security import describe_refusal
+
 
 @dataclass(frozen=True)
 class HealthConfig:
@@ -285,12 +287,6 @@ _EVENT_NAMES: Mapping[int, str] = {
     int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "handshake_failed_auth",
 }
 
-_PROTOCOL_ERRORS: Mapping[int, str] = {
-    int(v): k[len("PROTOCOL_ERROR_"):].lower()
-    for k, v in vars(zmq).items() if k.startswith("PROTOCOL_ERROR_") and isinstance(v, int)
-}
-
-
 @dataclass(frozen=True)
 class PeerEvent:
     """One socket monitor event, reduced to what the service publishes or counts."""
@@ -320,11 +316,5 @@ def parse_monitor(socket_name: str, frames: list[bytes]) -> PeerEvent:
     event, value = int(m["event"]), int(m["value"])
     name = _EVENT_NAMES.get(event, f"event_{event}")
     endpoint = m["endpoint"].decode("utf-8", "replace") if isinstance(m["endpoint"], bytes) else str(m["endpoint"])
-    detail = ""
-    if name == "handshake_failed_protocol":
-        detail = _PROTOCOL_ERRORS.get(value, str(value))
-    elif name == "handshake_failed_auth":
-        detail = f"zap status {value}"
-    elif name == "handshake_failed":
-        detail = f"errno {value}"
-    return PeerEvent(socket_name, name, endpoint, detail)
+    refused = describe_refusal(event, value)
+    return PeerEvent(socket_name, name, endpoint, refused[1] if refused is not None else "")

@@ -453,6 +453,20 @@ _PROTOCOL_ERROR_NAMES = {
 }
 
 
+def describe_refusal(event: int, value: int) -> tuple[str, str] | None:
+    """``(reason, detail)`` of a refused handshake from a socket monitor's event and value
+    (``zmtp_mechanism_mismatch``, ``zap status 400``, ``errno 32``); None for other events.
+    The one decoding of refusals: the service's peer events and :class:`RefusalWatch` use it."""
+    reason = _REFUSAL_REASONS.get(int(event))
+    if reason is None:
+        return None
+    if reason == "handshake_failed_protocol":
+        return reason, _PROTOCOL_ERROR_NAMES.get(value, str(value))
+    if reason == "handshake_failed_auth":
+        return reason, f"zap status {value}"
+    return reason, f"errno {value}"
+
+
 @dataclass(frozen=True)
 class Refusal:
     """One refused handshake of a connecting socket, as :class:`RefusalWatch` reports it."""
@@ -526,20 +540,15 @@ class RefusalWatch:
                 self._say(f"{self.what} to {endpoint}: handshake succeeded after {n} refusal(s); connected",
                           logging.INFO)
             return None
-        reason = _REFUSAL_REASONS.get(int(event))
-        if reason is None:
+        described = describe_refusal(event, value)
+        if described is None:
             return None
+        reason, detail = described
         delay = self.retry.refused(endpoint, now)
         if delay is None:
             return None
         self.refusals += 1
         n = self._count[endpoint] = self._count.get(endpoint, 0) + 1
-        if reason == "handshake_failed_protocol":
-            detail = _PROTOCOL_ERROR_NAMES.get(value, str(value))
-        elif reason == "handshake_failed_auth":
-            detail = f"zap status {value}"
-        else:
-            detail = f"errno {value}"
         last, n_then = self._last_line.get(endpoint, (-1e18, 0))
         logged = now - last >= self.log_interval_s
         if logged:
