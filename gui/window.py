@@ -941,9 +941,11 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             lab["latency"].setText("–")
             if self.refusal is not None:  # not "not running": running, and refusing this monitor's key
-                lab["service"].setText(self.refusal)
+                lab["service"].setText(self.refusal.split(": ", 1)[0])  # "refused by ENDPOINT": fits the column
+                lab["service"].setToolTip(self.refusal)  # the reason and the retry
             else:
                 lab["service"].setText("no stats (service not running?)" if stats is None else "stats stale (stopped?)")
+                lab["service"].setToolTip("")
         counters = (stats or {}).get("counters", {}) or {}
         errors = (stats or {}).get("decode_errors", {}) or {}
         ev = self.event_counts
